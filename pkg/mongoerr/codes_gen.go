@@ -69,6 +69,7 @@ const (
 	ReadConcernMajorityNotAvailableYet       Code = 134
 	StaleTerm                                Code = 135
 	RemoteOplogStale                         Code = 138
+	CursorInUse                              Code = 143
 	ExceededMemoryLimit                      Code = 146
 	StaleEpoch                               Code = 150
 	ChunkTooBig                              Code = 153
@@ -85,10 +86,12 @@ const (
 	IncompleteTransactionHistory             Code = 217
 	IllegalOpMsgFlag                         Code = 223
 	TransactionTooOld                        Code = 225
+	TooManyDocumentSequences                 Code = 233
 	NotImplemented                           Code = 238
 	ConversionFailure                        Code = 241
 	NoSuchTransaction                        Code = 251
 	ExceededTimeLimit                        Code = 262
+	ChecksumMismatch                         Code = 288
 	QueryExceededMemoryLimitNoDiskUseAllowed Code = 292
 	SocketException                          Code = 9001
 	NotWritablePrimary                       Code = 10107
@@ -170,6 +173,7 @@ var codeInfo = map[Code]info{
 	ReadConcernMajorityNotAvailableYet:       {name: "ReadConcernMajorityNotAvailableYet", retryable: true, notPrimary: false, staleConfig: false},
 	StaleTerm:                                {name: "StaleTerm", retryable: false, notPrimary: false, staleConfig: false},
 	RemoteOplogStale:                         {name: "RemoteOplogStale", retryable: false, notPrimary: false, staleConfig: false},
+	CursorInUse:                              {name: "CursorInUse", retryable: false, notPrimary: false, staleConfig: false},
 	ExceededMemoryLimit:                      {name: "ExceededMemoryLimit", retryable: false, notPrimary: false, staleConfig: false},
 	StaleEpoch:                               {name: "StaleEpoch", retryable: false, notPrimary: false, staleConfig: true},
 	ChunkTooBig:                              {name: "ChunkTooBig", retryable: false, notPrimary: false, staleConfig: false},
@@ -186,10 +190,12 @@ var codeInfo = map[Code]info{
 	IncompleteTransactionHistory:             {name: "IncompleteTransactionHistory", retryable: false, notPrimary: false, staleConfig: false},
 	IllegalOpMsgFlag:                         {name: "IllegalOpMsgFlag", retryable: false, notPrimary: false, staleConfig: false},
 	TransactionTooOld:                        {name: "TransactionTooOld", retryable: false, notPrimary: false, staleConfig: false},
+	TooManyDocumentSequences:                 {name: "TooManyDocumentSequences", retryable: false, notPrimary: false, staleConfig: false},
 	NotImplemented:                           {name: "NotImplemented", retryable: false, notPrimary: false, staleConfig: false},
 	ConversionFailure:                        {name: "ConversionFailure", retryable: false, notPrimary: false, staleConfig: false},
 	NoSuchTransaction:                        {name: "NoSuchTransaction", retryable: false, notPrimary: false, staleConfig: false},
 	ExceededTimeLimit:                        {name: "ExceededTimeLimit", retryable: false, notPrimary: false, staleConfig: false},
+	ChecksumMismatch:                         {name: "ChecksumMismatch", retryable: false, notPrimary: false, staleConfig: false},
 	QueryExceededMemoryLimitNoDiskUseAllowed: {name: "QueryExceededMemoryLimitNoDiskUseAllowed", retryable: false, notPrimary: false, staleConfig: false},
 	SocketException:                          {name: "SocketException", retryable: true, notPrimary: false, staleConfig: false},
 	NotWritablePrimary:                       {name: "NotWritablePrimary", retryable: true, notPrimary: true, staleConfig: false},
