@@ -1,0 +1,131 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+)
+
+// BalancerSettings are the balancer's settings. The zero value is not the
+// default; use DefaultBalancerSettings.
+type BalancerSettings struct {
+	Enabled bool `json:"enabled"`
+	// WindowStart and WindowEnd ("HH:MM", local time of the leader) limit
+	// when migrations may start; both empty means always.
+	WindowStart string `json:"windowStart,omitempty"`
+	WindowEnd   string `json:"windowEnd,omitempty"`
+	// Threshold is the chunk-count difference between the most and least
+	// loaded shard above which the balancer moves chunks.
+	Threshold int `json:"threshold"`
+	// MaxConcurrent bounds migrations running at once (each shard takes
+	// part in at most one anyway).
+	MaxConcurrent int `json:"maxConcurrent"`
+	// ChunkSizeBytes is the size past which a chunk is split.
+	ChunkSizeBytes int64 `json:"chunkSizeBytes"`
+}
+
+// DefaultBalancerSettings are used while none are stored.
+func DefaultBalancerSettings() BalancerSettings {
+	return BalancerSettings{Enabled: true, Threshold: 2, MaxConcurrent: 4, ChunkSizeBytes: 128 << 20}
+}
+
+func validClock(s string) bool {
+	if s == "" {
+		return true
+	}
+	_, err := time.Parse("15:04", s)
+	return err == nil
+}
+
+// GetBalancerSettings returns the stored settings or the defaults.
+func (c *Catalog) GetBalancerSettings(ctx context.Context) (BalancerSettings, error) {
+	s := DefaultBalancerSettings()
+	_, err := c.getJSON(ctx, c.balancerSettingsKey(), &s)
+	if err != nil && err != ErrNotFound {
+		return BalancerSettings{}, err
+	}
+	return s, nil
+}
+
+// SetBalancerSettings stores the settings.
+func (c *Catalog) SetBalancerSettings(ctx context.Context, s BalancerSettings) error {
+	if !validClock(s.WindowStart) || !validClock(s.WindowEnd) || (s.WindowStart == "") != (s.WindowEnd == "") {
+		return invalid("balancer window must be two HH:MM times, got %q-%q", s.WindowStart, s.WindowEnd)
+	}
+	if s.Threshold < 1 || s.MaxConcurrent < 1 || s.ChunkSizeBytes < 1 {
+		return invalid("balancer threshold, maxConcurrent and chunkSizeBytes must be positive")
+	}
+	if _, err := c.cli.Put(ctx, c.balancerSettingsKey(), mustJSON(s)); err != nil {
+		return fmt.Errorf("etcd put balancer settings: %w", err)
+	}
+	return nil
+}
+
+// Leadership is a held balancer leadership. Ctx is cancelled the moment
+// leadership is lost (session lease expired) or resigned: run the leader's
+// work under it. Always call Resign when done, also after a loss: it ends
+// the session's keepalive goroutine. Safe for concurrent use.
+type Leadership struct {
+	Ctx    context.Context
+	cancel context.CancelCauseFunc
+	sess   *concurrency.Session
+	elec   *concurrency.Election
+	stop   chan struct{}
+}
+
+// Resign gives up leadership and ends the session.
+func (l *Leadership) Resign(ctx context.Context) error {
+	l.cancel(errors.New("balancer leadership resigned"))
+	<-l.stop
+	err := l.elec.Resign(ctx)
+	if cerr := l.sess.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("resign balancer leadership: %w", err)
+	}
+	return nil
+}
+
+// CampaignBalancer blocks until id becomes balancer leader (an etcd
+// election under <root>/balancer/leader with a session lease of ttl) or
+// ctx is done (then it returns ctx's error and leaves the election).
+func (c *Catalog) CampaignBalancer(ctx context.Context, id string, ttl time.Duration) (*Leadership, error) {
+	sess, err := concurrency.NewSession(c.cli, concurrency.WithTTL(int(ttlSeconds(ttl))))
+	if err != nil {
+		return nil, fmt.Errorf("etcd session for balancer election: %w", err)
+	}
+	elec := concurrency.NewElection(sess, c.balancerLeaderPrefix())
+	if err := elec.Campaign(ctx, id); err != nil {
+		_ = sess.Close()
+		return nil, fmt.Errorf("balancer campaign: %w", err)
+	}
+	lctx, cancel := context.WithCancelCause(context.Background())
+	l := &Leadership{Ctx: lctx, cancel: cancel, sess: sess, elec: elec, stop: make(chan struct{})}
+	go func() {
+		defer close(l.stop)
+		select {
+		case <-sess.Done():
+			cancel(errors.New("balancer leadership lost: session lease expired"))
+		case <-lctx.Done():
+		}
+	}()
+	c.log.Info().Str("router", id).Msg("balancer leadership acquired")
+	return l, nil
+}
+
+// BalancerLeader returns the current leader's id ("" if none).
+func (c *Catalog) BalancerLeader(ctx context.Context) (string, error) {
+	resp, err := c.cli.Get(ctx, c.balancerLeaderPrefix()+"/", clientv3.WithFirstCreate()...)
+	if err != nil {
+		return "", fmt.Errorf("etcd get balancer leader: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", nil
+	}
+	return string(resp.Kvs[0].Value), nil
+}
