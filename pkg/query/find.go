@@ -20,16 +20,24 @@ type FindSpec struct {
 // limitCode is MongoDB's code for a negative skip or limit in find.
 const limitCode mongoerr.Code = 51024
 
+// CheckSkipLimit refuses a negative skip or limit as the find command does.
+func CheckSkipLimit(skip, limit int64) error {
+	if skip < 0 {
+		return mongoerr.New(limitCode, "BSON field 'skip' value must be >= 0, actual value '%d'", skip)
+	}
+	if limit < 0 {
+		return mongoerr.New(limitCode, "BSON field 'limit' value must be >= 0, actual value '%d'", limit)
+	}
+	return nil
+}
+
 // Find runs a find over docs on one node: filter, then sort (stable, so
 // documents that sort equal keep their input order), skip, limit, and
 // projection last (so sorting on a projected-away field works). docs is not
 // modified; the result shares unprojected documents with it.
 func Find(docs []bson.Raw, spec FindSpec) ([]bson.Raw, error) {
-	if spec.Skip < 0 {
-		return nil, mongoerr.New(limitCode, "BSON field 'skip' value must be >= 0, actual value '%d'", spec.Skip)
-	}
-	if spec.Limit < 0 {
-		return nil, mongoerr.New(limitCode, "BSON field 'limit' value must be >= 0, actual value '%d'", spec.Limit)
+	if err := CheckSkipLimit(spec.Skip, spec.Limit); err != nil {
+		return nil, err
 	}
 	f, err := ParseFilter(spec.Filter)
 	if err != nil {

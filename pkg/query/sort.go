@@ -211,6 +211,28 @@ func SortDocs(docs []bson.Raw, s *Sort) {
 	copy(docs, sorted)
 }
 
+// SortDocsChecked sorts like SortDocs and returns BadValue when a document
+// has parallel arrays on two sort paths, as a find's SORT stage does.
+func SortDocsChecked(docs []bson.Raw, s *Sort) error {
+	if s == nil || len(s.Fields) < 2 {
+		SortDocs(docs, s)
+		return nil
+	}
+	if s.Natural < 0 {
+		slices.Reverse(docs)
+	}
+	idx, err := sortIndex(len(docs), s, func(i int) bson.Raw { return docs[i] })
+	if err != nil {
+		return err
+	}
+	sorted := make([]bson.Raw, len(docs))
+	for i, j := range idx {
+		sorted[i] = docs[j]
+	}
+	copy(docs, sorted)
+	return nil
+}
+
 // sortIndex returns the permutation that sorts n documents stably, and
 // BadValue if a document has parallel arrays on two sort paths (MongoDB
 // cannot build its sort key; the permutation is still complete).

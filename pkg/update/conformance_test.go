@@ -3,6 +3,7 @@ package update
 import (
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,6 +93,15 @@ func (m *memTarget) update(c conformance.Case, f *query.Filter) error {
 		nd, err := UpsertDocument(c.Filter, u, ApplyContext{Now: m.now, MatchPos: -1})
 		if err != nil {
 			return err
+		}
+		// The store refuses top-level $-prefixed field names in every
+		// document it keeps (shardd/storage); mirror that rule here.
+		if elems, err := nd.Elements(); err == nil {
+			for _, e := range elems {
+				if strings.HasPrefix(e.Key(), "$") {
+					return mongoerr.New(mongoerr.DollarPrefixedFieldName, "Document can't have $ prefixed field names: %s", e.Key())
+				}
+			}
 		}
 		m.docs = append(m.docs, nd)
 	}
