@@ -1,0 +1,86 @@
+package launcher
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/psdb/psdb/pkg/config"
+)
+
+// HealthCheck reports whether node serves: nil when healthy, else why not.
+// It must return by the time ctx ends. Implementations for a role are
+// plugged into Options.Health (shardd: gRPC health; mongos: a wire-protocol
+// ping).
+type HealthCheck func(ctx context.Context, node config.Node) error
+
+// InfoFunc describes a healthy node for the INFO column of the status table,
+// e.g. "primary term 7" or "secondary lag 12ms" for a shard member. It must
+// return by the time ctx ends; an error leaves the column empty.
+type InfoFunc func(ctx context.Context, node config.Node) (string, error)
+
+// DefaultInfo returns the built-in InfoFuncs by role: none yet (the shardd
+// issue adds the replica set state of shard members here).
+func DefaultInfo() map[config.Role]InfoFunc { return map[config.Role]InfoFunc{} }
+
+// DefaultHealthChecks returns the built-in checks by role: etcd status for
+// config servers, and a TCP connect for shard members and routers until
+// their binaries bring a protocol-level check.
+func DefaultHealthChecks() map[config.Role]HealthCheck {
+	return map[config.Role]HealthCheck{
+		config.RoleConfigServer: ConfigServerHealth,
+		config.RoleShard:        TCPHealth,
+		config.RoleRouter:       TCPHealth,
+	}
+}
+
+// ConfigServerHealth: the member has finished its start-up (its ready file
+// names its live process, see MarkReady) and EtcdHealth passes.
+func ConfigServerHealth(ctx context.Context, node config.Node) error {
+	if err := checkReady(node); err != nil {
+		return err
+	}
+	return EtcdHealth(ctx, node)
+}
+
+// EtcdHealth asks the config server member's etcd for its status on its
+// client address: healthy when the member answers, reports no errors and
+// knows a leader (so a member without quorum is not healthy).
+func EtcdHealth(ctx context.Context, node config.Node) error {
+	ep := "http://" + node.Addr
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{ep},
+		DialTimeout: time.Second,
+		Logger:      zap.NewNop(),
+		Context:     ctx,
+	})
+	if err != nil {
+		return fmt.Errorf("etcd client for %s: %w", ep, err)
+	}
+	defer cli.Close()
+	st, err := cli.Status(ctx, ep)
+	if err != nil {
+		return fmt.Errorf("etcd status of %s: %w", ep, err)
+	}
+	if len(st.Errors) > 0 {
+		return fmt.Errorf("etcd %s reports: %v", ep, st.Errors)
+	}
+	if st.Leader == 0 {
+		return fmt.Errorf("etcd %s has no leader (no quorum)", ep)
+	}
+	return nil
+}
+
+// TCPHealth succeeds when node.Addr accepts a TCP connection.
+func TCPHealth(ctx context.Context, node config.Node) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", node.Addr)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
