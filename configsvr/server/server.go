@@ -291,4 +291,3 @@ func checkFree(node, which, addr string) error {
 func isAddrInUse(err error) bool {
 	return errors.Is(err, syscall.EADDRINUSE)
 }
-
