@@ -39,6 +39,9 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
 # proto regenerates the committed Go code from proto/*.proto.
+# The Go plugins are looked up in PATH and then in $(go env GOPATH)/bin,
+# where `go install` puts them.
+proto: export PATH := $(PATH):$(shell $(GO) env GOPATH)/bin
 proto:
 	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler"; exit 1; }
 	@command -v protoc-gen-go >/dev/null || { echo "protoc-gen-go not found: go install google.golang.org/protobuf/cmd/protoc-gen-go@latest"; exit 1; }

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/psdb/psdb/pkg/config"
+	"github.com/psdb/psdb/pkg/shardclient"
 )
 
 // HealthCheck reports whether node serves: nil when healthy, else why not.
@@ -28,14 +29,23 @@ type InfoFunc func(ctx context.Context, node config.Node) (string, error)
 func DefaultInfo() map[config.Role]InfoFunc { return map[config.Role]InfoFunc{} }
 
 // DefaultHealthChecks returns the built-in checks by role: etcd status for
-// config servers, and a TCP connect for shard members and routers until
-// their binaries bring a protocol-level check.
+// config servers, the gRPC health service for shard members, and a TCP
+// connect for routers until their binary brings a protocol-level check.
 func DefaultHealthChecks() map[config.Role]HealthCheck {
 	return map[config.Role]HealthCheck{
 		config.RoleConfigServer: ConfigServerHealth,
-		config.RoleShard:        TCPHealth,
+		config.RoleShard:        ShardHealth,
 		config.RoleRouter:       TCPHealth,
 	}
+}
+
+// ShardHealth: the shardd member has opened its store (its ready file names
+// its live process) and its gRPC health service reports SERVING.
+func ShardHealth(ctx context.Context, node config.Node) error {
+	if err := checkReady(node); err != nil {
+		return err
+	}
+	return shardclient.CheckHealth(ctx, node.Addr)
 }
 
 // ConfigServerHealth: the member has finished its start-up (its ready file

@@ -94,6 +94,7 @@ const (
 	ExceededTimeLimit                        Code = 262
 	ChecksumMismatch                         Code = 288
 	QueryExceededMemoryLimitNoDiskUseAllowed Code = 292
+	UnsupportedOpQueryCommand                Code = 352
 	SocketException                          Code = 9001
 	NotWritablePrimary                       Code = 10107
 	BSONObjectTooLarge                       Code = 10334
@@ -199,6 +200,7 @@ var codeInfo = map[Code]info{
 	ExceededTimeLimit:                        {name: "ExceededTimeLimit", retryable: false, notPrimary: false, staleConfig: false},
 	ChecksumMismatch:                         {name: "ChecksumMismatch", retryable: false, notPrimary: false, staleConfig: false},
 	QueryExceededMemoryLimitNoDiskUseAllowed: {name: "QueryExceededMemoryLimitNoDiskUseAllowed", retryable: false, notPrimary: false, staleConfig: false},
+	UnsupportedOpQueryCommand:                {name: "UnsupportedOpQueryCommand", retryable: false, notPrimary: false, staleConfig: false},
 	SocketException:                          {name: "SocketException", retryable: true, notPrimary: false, staleConfig: false},
 	NotWritablePrimary:                       {name: "NotWritablePrimary", retryable: true, notPrimary: true, staleConfig: false},
 	BSONObjectTooLarge:                       {name: "BSONObjectTooLarge", retryable: false, notPrimary: false, staleConfig: false},
