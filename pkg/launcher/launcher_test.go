@@ -185,6 +185,20 @@ func TestUpStatusKillRestartDown(t *testing.T) {
 	if err := l2.Down(ctx(t)); err != nil {
 		t.Fatal(err)
 	}
+	// l started these processes, so it learns of their end when its own
+	// waiter reaps them, a moment after l2's Down has returned: poll its
+	// view until it converges, with a deadline.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		stopped := true
+		for _, s := range l.Status(ctx(t)) {
+			stopped = stopped && s.State != StateRunning && s.State != StateUnhealthy
+		}
+		if stopped || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	for _, s := range l.Status(ctx(t)) {
 		if s.State == StateRunning || s.State == StateUnhealthy {
 			t.Errorf("%s still %s after Down", s.Name, s.State)
