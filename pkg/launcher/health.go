@@ -11,6 +11,7 @@ import (
 
 	"github.com/psdb/psdb/pkg/config"
 	"github.com/psdb/psdb/pkg/shardclient"
+	"github.com/psdb/psdb/pkg/wire"
 )
 
 // HealthCheck reports whether node serves: nil when healthy, else why not.
@@ -29,14 +30,19 @@ type InfoFunc func(ctx context.Context, node config.Node) (string, error)
 func DefaultInfo() map[config.Role]InfoFunc { return map[config.Role]InfoFunc{} }
 
 // DefaultHealthChecks returns the built-in checks by role: etcd status for
-// config servers, the gRPC health service for shard members, and a TCP
-// connect for routers until their binary brings a protocol-level check.
+// config servers, the gRPC health service for shard members, a wire-protocol
+// ping for routers.
 func DefaultHealthChecks() map[config.Role]HealthCheck {
 	return map[config.Role]HealthCheck{
 		config.RoleConfigServer: ConfigServerHealth,
 		config.RoleShard:        ShardHealth,
-		config.RoleRouter:       TCPHealth,
+		config.RoleRouter:       RouterHealth,
 	}
+}
+
+// RouterHealth: the router answers a wire-protocol {ping: 1}.
+func RouterHealth(ctx context.Context, node config.Node) error {
+	return wire.Ping(ctx, node.Addr)
 }
 
 // ShardHealth: the shardd member has opened its store (its ready file names

@@ -1,0 +1,31 @@
+// Package server is the router's MongoDB wire-protocol server: it accepts
+// client connections, reads messages with package wire, hands each command
+// to the one dispatcher, and writes the reply.
+//
+// It owns:
+//
+//   - the listener's accept loop and one goroutine per connection, all
+//     tracked by the Server and stopped by Shutdown (refuse new work, let
+//     requests in flight finish, close idle connections, force-close at the
+//     deadline);
+//   - the command table: one file per command (msg_<command>.go) registers
+//     a Command with its handler and help text; nothing else needs editing
+//     to add a command;
+//   - the dispatcher (dispatch.go), the only place that enforces the handler
+//     contract, recovers panics, checks $db and admin-only commands, applies
+//     maxTimeMS, counts commands for serverStatus and logs one line per
+//     command.
+//
+// The handler contract: a Handler returns either a reply document — which
+// may be a MongoDB error document built with ErrorReply — and a nil error,
+// or a nil reply and a Go error, which closes the client's connection. It
+// never returns both. MongoDB errors are replies, never Go errors: an
+// unknown command is a CommandNotFound (59) reply, not a closed connection.
+//
+// This package must never let client input panic the process or hang a
+// connection other than the client's own: malformed messages close only
+// the connection they arrived on, with the reason logged. It keeps no
+// package-level state: besides constant tables, the only package variable
+// is the command registry, filled by init functions and read-only
+// afterwards. It writes nothing to disk.
+package server
