@@ -13,7 +13,7 @@
 // Cluster is built by Default, Parse or Load and passed explicitly.
 //
 // The schema, defaults and the environment/flag mapping are documented in
-// docs/notes/config.md and in the comments of the checked-in cluster.yaml.
+// docs/design/config.md and in the comments of the checked-in cluster.yaml.
 package config
 
 import (

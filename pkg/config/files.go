@@ -95,7 +95,7 @@ func (c *Cluster) LogOptions(n Node, console io.Writer) logging.Options {
 // uses it to write the cluster.yaml of a generated cluster.
 func (c *Cluster) Encode() ([]byte, error) {
 	var buf bytes.Buffer
-	buf.WriteString("# PSDB cluster description (schema: docs/notes/config.md)\n")
+	buf.WriteString("# PSDB cluster description (schema: docs/design/config.md)\n")
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
 	if err := enc.Encode(c); err != nil {

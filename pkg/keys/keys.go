@@ -24,7 +24,7 @@
 // order, and values that compare equal (1, int64(1), 1.0, decimal 1.0) encode
 // to the same bytes. Encodings are prefix-free (self-delimiting), so tuples are
 // plain concatenations and descending components are the bitwise complement
-// of the ascending encoding. The format is described in docs/notes/keys.md and
+// of the ascending encoding. The format is described in docs/design/keys.md and
 // next to the code in encode.go; it is stored on disk and must never change.
 //
 // # Hash

@@ -12,7 +12,7 @@
 // What this package must never do: decide replication roles, check chunk
 // ownership, or talk to other nodes. Shard versions, write concerns beyond
 // the local synced write, read preferences and session info are accepted
-// and not acted on yet (see docs/notes/shardd.md).
+// and not acted on yet (see docs/design/shardd.md).
 package server
 
 import (

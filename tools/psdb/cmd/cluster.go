@@ -83,7 +83,7 @@ func newClusterCmd() *cobra.Command {
 
 Nodes start in order (config servers, shards, routers), each group waited on
 until healthy. Pid files, logs and data live under the file's runDir (see
-docs/notes/launcher.md). Binaries are taken from the directory of psdb
+docs/design/launcher.md). Binaries are taken from the directory of psdb
 (make build puts them all in ./bin) or --bin-dir.`,
 	}
 	c.AddCommand(newUpCmd(), newDownCmd(), newStatusCmd(), newLogsCmd())
