@@ -322,55 +322,7 @@ func Equal(a, b bson.RawValue) bool { return Compare(a, b) == 0 }
 
 // TypeName returns MongoDB's alias of a value's type ("int", "string",
 // "missing", ...), as $type reports it.
-func TypeName(v bson.RawValue) string {
-	switch v.Type {
-	case 0:
-		return "missing"
-	case bson.TypeDouble:
-		return "double"
-	case bson.TypeString:
-		return "string"
-	case bson.TypeEmbeddedDocument:
-		return "object"
-	case bson.TypeArray:
-		return "array"
-	case bson.TypeBinary:
-		return "binData"
-	case bson.TypeUndefined:
-		return "undefined"
-	case bson.TypeObjectID:
-		return "objectId"
-	case bson.TypeBoolean:
-		return "bool"
-	case bson.TypeDateTime:
-		return "date"
-	case bson.TypeNull:
-		return "null"
-	case bson.TypeRegex:
-		return "regex"
-	case bson.TypeDBPointer:
-		return "dbPointer"
-	case bson.TypeJavaScript:
-		return "javascript"
-	case bson.TypeSymbol:
-		return "symbol"
-	case bson.TypeCodeWithScope:
-		return "javascriptWithScope"
-	case bson.TypeInt32:
-		return "int"
-	case bson.TypeTimestamp:
-		return "timestamp"
-	case bson.TypeInt64:
-		return "long"
-	case bson.TypeDecimal128:
-		return "decimal"
-	case bson.TypeMinKey:
-		return "minKey"
-	case bson.TypeMaxKey:
-		return "maxKey"
-	}
-	return "unknown"
-}
+func TypeName(v bson.RawValue) string { return keys.TypeName(v.Type) }
 
 // Truthy reports whether v is true in a boolean context: false, null,
 // undefined, missing and every numeric zero are false; everything else

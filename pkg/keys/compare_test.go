@@ -280,3 +280,15 @@ func TestTypeRank(t *testing.T) {
 		t.Errorf("MinKey must be below MaxKey")
 	}
 }
+
+func TestTypeName(t *testing.T) {
+	for typ, want := range map[bson.Type]string{
+		0: "missing", bson.TypeInt32: "int", bson.TypeInt64: "long", bson.TypeDouble: "double",
+		bson.TypeDecimal128: "decimal", bson.TypeEmbeddedDocument: "object", bson.TypeObjectID: "objectId",
+		bson.TypeMinKey: "minKey", bson.Type(0x77): "unknown",
+	} {
+		if got := TypeName(typ); got != want {
+			t.Errorf("TypeName(%#x) = %q, want %q", byte(typ), got, want)
+		}
+	}
+}

@@ -282,3 +282,56 @@ func compareDocs(a, b []byte, names bool) int {
 		}
 	}
 }
+
+// TypeName returns MongoDB's alias of a BSON type ("int", "string",
+// "objectId", ...), as $type reports it and error messages name it; the
+// zero Type (a missing value) is "missing".
+func TypeName(t bson.Type) string {
+	switch t {
+	case 0:
+		return "missing"
+	case bson.TypeDouble:
+		return "double"
+	case bson.TypeString:
+		return "string"
+	case bson.TypeEmbeddedDocument:
+		return "object"
+	case bson.TypeArray:
+		return "array"
+	case bson.TypeBinary:
+		return "binData"
+	case bson.TypeUndefined:
+		return "undefined"
+	case bson.TypeObjectID:
+		return "objectId"
+	case bson.TypeBoolean:
+		return "bool"
+	case bson.TypeDateTime:
+		return "date"
+	case bson.TypeNull:
+		return "null"
+	case bson.TypeRegex:
+		return "regex"
+	case bson.TypeDBPointer:
+		return "dbPointer"
+	case bson.TypeJavaScript:
+		return "javascript"
+	case bson.TypeSymbol:
+		return "symbol"
+	case bson.TypeCodeWithScope:
+		return "javascriptWithScope"
+	case bson.TypeInt32:
+		return "int"
+	case bson.TypeTimestamp:
+		return "timestamp"
+	case bson.TypeInt64:
+		return "long"
+	case bson.TypeDecimal128:
+		return "decimal"
+	case bson.TypeMinKey:
+		return "minKey"
+	case bson.TypeMaxKey:
+		return "maxKey"
+	}
+	return "unknown"
+}
