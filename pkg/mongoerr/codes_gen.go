@@ -63,6 +63,7 @@ const (
 	CommandNotSupported                      Code = 115
 	ConflictingOperationInProgress           Code = 117
 	NamespaceNotSharded                      Code = 118
+	OplogStartMissing                        Code = 120
 	DocumentValidationFailure                Code = 121
 	NotAReplicaSet                           Code = 123
 	CommandFailed                            Code = 125
@@ -169,6 +170,7 @@ var codeInfo = map[Code]info{
 	CommandNotSupported:                      {name: "CommandNotSupported", retryable: false, notPrimary: false, staleConfig: false},
 	ConflictingOperationInProgress:           {name: "ConflictingOperationInProgress", retryable: false, notPrimary: false, staleConfig: false},
 	NamespaceNotSharded:                      {name: "NamespaceNotSharded", retryable: false, notPrimary: false, staleConfig: false},
+	OplogStartMissing:                        {name: "OplogStartMissing", retryable: false, notPrimary: false, staleConfig: false},
 	DocumentValidationFailure:                {name: "DocumentValidationFailure", retryable: false, notPrimary: false, staleConfig: false},
 	NotAReplicaSet:                           {name: "NotAReplicaSet", retryable: false, notPrimary: false, staleConfig: false},
 	CommandFailed:                            {name: "CommandFailed", retryable: false, notPrimary: false, staleConfig: false},

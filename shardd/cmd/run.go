@@ -64,6 +64,10 @@ type Options struct {
 	// StopTimeout bounds GracefulStop on shutdown (default
 	// DefaultStopTimeout); calls still running after it are cut.
 	StopTimeout time.Duration
+	// StaticReplication turns on replication with static roles: the
+	// shard's first member is primary, the others pull from it (see
+	// staticReplication). Off by default; elections will replace it.
+	StaticReplication bool
 }
 
 // ShownError is an error that was already logged to the console; main
@@ -125,10 +129,30 @@ func serve(ctx context.Context, o Options, n config.Node, log zerolog.Logger) er
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Options{Engine: eng, Logger: log, CursorTimeout: o.Cluster.Router.CursorTimeout})
+	replSvc, puller, err := staticReplication(o, n, eng, log)
 	if err != nil {
 		eng.Close()
 		return err
+	}
+	srv, err := server.New(server.Options{Engine: eng, Logger: log, CursorTimeout: o.Cluster.Router.CursorTimeout, Replication: replSvc})
+	if err != nil {
+		eng.Close()
+		return err
+	}
+	// The puller (a static secondary's) is owned here: it stops before the
+	// store closes.
+	pullCtx, stopPull := context.WithCancel(ctx)
+	defer stopPull()
+	pullDone := make(chan struct{})
+	if puller != nil {
+		go func() {
+			defer close(pullDone)
+			if err := puller.Run(pullCtx); err != nil && pullCtx.Err() == nil {
+				log.Error().Err(err).Msg("replication stopped; this member no longer follows its primary")
+			}
+		}()
+	} else {
+		close(pullDone)
 	}
 	g := srv.NewGRPCServer()
 	served := make(chan error, 1)
@@ -148,6 +172,9 @@ func serve(ctx context.Context, o Options, n config.Node, log zerolog.Logger) er
 		serveErr = fmt.Errorf("grpc server stopped: %w", serveErr)
 	}
 	srv.SetServing(false)
+	if r, ok := replSvc.(interface{ Stop() }); ok {
+		r.Stop() // end the oplog streams, which never end by themselves
+	}
 	stopped := make(chan struct{})
 	go func() { g.GracefulStop(); close(stopped) }()
 	select {
@@ -157,6 +184,8 @@ func serve(ctx context.Context, o Options, n config.Node, log zerolog.Logger) er
 		g.Stop()
 		<-stopped
 	}
+	stopPull()
+	<-pullDone
 	srv.Close()
 	if err := eng.Close(); err != nil {
 		return errors.Join(serveErr, fmt.Errorf("close store: %w", err))

@@ -16,6 +16,9 @@ import (
 // CreateCollection creates an empty collection (NamespaceExists if it is
 // there).
 func (s *Server) CreateCollection(ctx context.Context, req *shardpb.CreateCollectionRequest) (*shardpb.CreateCollectionReply, error) {
+	if err := s.checkWritable(); err != nil { // a secondary's oplog must stay a copy of its primary's
+		return nil, err
+	}
 	if err := s.eng.CreateCollection(ctx, req.GetNs()); err != nil {
 		return nil, err
 	}
@@ -26,6 +29,9 @@ func (s *Server) CreateCollection(ctx context.Context, req *shardpb.CreateCollec
 // collection is NamespaceNotFound; the router decides whether to report it
 // (MongoDB 7 answers ok).
 func (s *Server) DropCollection(ctx context.Context, req *shardpb.DropCollectionRequest) (*shardpb.DropCollectionReply, error) {
+	if err := s.checkWritable(); err != nil { // a secondary's oplog must stay a copy of its primary's
+		return nil, err
+	}
 	specs, err := s.eng.ListIndexes(req.GetNs())
 	if err != nil {
 		return nil, err
@@ -39,6 +45,9 @@ func (s *Server) DropCollection(ctx context.Context, req *shardpb.DropCollection
 // CreateIndexes builds indexes from MongoDB index specifications, creating
 // the collection if needed. Specs are all parsed before anything is built.
 func (s *Server) CreateIndexes(ctx context.Context, req *shardpb.CreateIndexesRequest) (*shardpb.CreateIndexesReply, error) {
+	if err := s.checkWritable(); err != nil { // a secondary's oplog must stay a copy of its primary's
+		return nil, err
+	}
 	if err := checkNS(req.GetNs()); err != nil {
 		return nil, err
 	}
@@ -211,6 +220,9 @@ func indexDoc(spec storage.IndexSpec) ([]byte, error) {
 // DropIndexes drops indexes by name ("*": every index but _id_) or by key
 // pattern.
 func (s *Server) DropIndexes(ctx context.Context, req *shardpb.DropIndexesRequest) (*shardpb.DropIndexesReply, error) {
+	if err := s.checkWritable(); err != nil { // a secondary's oplog must stay a copy of its primary's
+		return nil, err
+	}
 	specs, err := s.eng.ListIndexes(req.GetNs())
 	if err != nil {
 		return nil, err

@@ -1,8 +1,10 @@
 // Package server is shardd's gRPC service: it serves the Shard service of
 // proto/shard.proto (document operations, cursors, catalog commands) over
 // one storage engine and its query executor, plus the standard gRPC health
-// service, and registers the Replication service (not served yet: every
-// method answers Unimplemented until replication is built).
+// service, and registers the Replication service: with Options.Replication
+// (see NewReplication) it streams the oplog to secondaries and collects
+// their progress; without it every Replication method answers
+// Unimplemented.
 //
 // Handlers return plain Go errors (*mongoerr.Error for everything a client
 // may see); one interceptor (dispatch) turns them into gRPC statuses with

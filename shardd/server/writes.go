@@ -13,9 +13,12 @@ import (
 	"github.com/psdb/psdb/shardd/storage"
 )
 
-// Write concern, shard version and session of write requests are accepted
-// and not acted on yet: every acknowledged write is synced to this node's
-// disk (w:1, j:true); waiting for other members is the replication work's.
+// Every acknowledged write is synced to this node's disk (j:true). With
+// replication on (Options.Replication is a *Replication), a write is
+// refused on a member that is not primary, and after it is applied it
+// waits for its write concern (replication.go); a write concern that is
+// not met is reported as the reply's writeConcernError, the write stays.
+// Shard version and session are accepted and not acted on yet.
 
 // maxWriteBatch is MongoDB's maxWriteBatchSize: statements per write.
 const maxWriteBatch = 100000
@@ -59,6 +62,9 @@ func (s *Server) Insert(ctx context.Context, req *shardpb.InsertRequest) (*shard
 	if err := checkNS(req.GetNs()); err != nil {
 		return nil, err
 	}
+	if err := s.checkWritable(); err != nil {
+		return nil, err
+	}
 	if n := len(req.GetDocuments()); n == 0 || n > maxWriteBatch {
 		return nil, mongoerr.New(mongoerr.InvalidLength, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatch, n)
 	}
@@ -79,6 +85,7 @@ func (s *Server) Insert(ctx context.Context, req *shardpb.InsertRequest) (*shard
 		reply.N++
 	}
 	reply.OpTime = s.opTime(reply.N > 0)
+	reply.WriteConcernError = s.awaitWriteConcern(ctx, req.GetWriteConcern(), reply.OpTime)
 	return reply, nil
 }
 
@@ -86,6 +93,9 @@ func (s *Server) Insert(ctx context.Context, req *shardpb.InsertRequest) (*shard
 // failed statement.
 func (s *Server) Update(ctx context.Context, req *shardpb.UpdateRequest) (*shardpb.WriteReply, error) {
 	if err := checkNS(req.GetNs()); err != nil {
+		return nil, err
+	}
+	if err := s.checkWritable(); err != nil {
 		return nil, err
 	}
 	if n := len(req.GetUpdates()); n == 0 || n > maxWriteBatch {
@@ -115,6 +125,7 @@ func (s *Server) Update(ctx context.Context, req *shardpb.UpdateRequest) (*shard
 		wrote = wrote || res.Modified > 0 || res.UpsertedID.Type != 0
 	}
 	reply.OpTime = s.opTime(wrote)
+	reply.WriteConcernError = s.awaitWriteConcern(ctx, req.GetWriteConcern(), reply.OpTime)
 	return reply, nil
 }
 
@@ -143,6 +154,9 @@ func (s *Server) Delete(ctx context.Context, req *shardpb.DeleteRequest) (*shard
 	if err := checkNS(req.GetNs()); err != nil {
 		return nil, err
 	}
+	if err := s.checkWritable(); err != nil {
+		return nil, err
+	}
 	if n := len(req.GetDeletes()); n == 0 || n > maxWriteBatch {
 		return nil, mongoerr.New(mongoerr.InvalidLength, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatch, n)
 	}
@@ -166,12 +180,16 @@ func (s *Server) Delete(ctx context.Context, req *shardpb.DeleteRequest) (*shard
 		reply.N += n
 	}
 	reply.OpTime = s.opTime(reply.N > 0)
+	reply.WriteConcernError = s.awaitWriteConcern(ctx, req.GetWriteConcern(), reply.OpTime)
 	return reply, nil
 }
 
 // FindAndModify changes or removes one document and returns it.
 func (s *Server) FindAndModify(ctx context.Context, req *shardpb.FindAndModifyRequest) (*shardpb.FindAndModifyReply, error) {
 	if err := checkNS(req.GetNs()); err != nil {
+		return nil, err
+	}
+	if err := s.checkWritable(); err != nil {
 		return nil, err
 	}
 	var spec executor.FindAndModifySpec
@@ -203,5 +221,6 @@ func (s *Server) FindAndModify(ctx context.Context, req *shardpb.FindAndModifyRe
 		UpsertedId:      valueDoc(res.UpsertedID),
 	}
 	reply.OpTime = s.opTime(res.Matched || res.UpsertedID.Type != 0)
+	reply.WriteConcernError = s.awaitWriteConcern(ctx, req.GetWriteConcern(), reply.OpTime)
 	return reply, nil
 }

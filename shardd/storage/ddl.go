@@ -16,37 +16,45 @@ import (
 // CreateCollection creates an empty collection. Errors: InvalidNamespace
 // (73), NamespaceExists (48).
 func (e *Engine) CreateCollection(ctx context.Context, ns string) error {
-	return e.ddlOp(ctx, "createCollection", ns, func(t *txn) error {
-		if err := ValidateNamespace(ns); err != nil {
-			return err
-		}
-		if t.cat.byNS[ns] != nil {
-			return mongoerr.New(mongoerr.NamespaceExists, "Collection %s already exists.", ns)
-		}
-		_, err := t.ensureCollection(ns)
+	return e.ddlOp(ctx, "createCollection", ns, func(t *txn) error { return t.createCollection(ns) })
+}
+
+// The DDL bodies below are txn methods (not closures) so that ApplyOplog
+// replays a primary's catalog commands through the same code as the
+// primary ran them (see apply.go).
+
+func (t *txn) createCollection(ns string) error {
+	if err := ValidateNamespace(ns); err != nil {
 		return err
-	})
+	}
+	if t.cat.byNS[ns] != nil {
+		return mongoerr.New(mongoerr.NamespaceExists, "Collection %s already exists.", ns)
+	}
+	_, err := t.ensureCollection(ns)
+	return err
 }
 
 // DropCollection removes a collection with its documents, index entries
 // and statistics, in one batch with a "c" oplog entry. Its IDs are never
 // reused. Errors: NamespaceNotFound (26).
 func (e *Engine) DropCollection(ctx context.Context, ns string) error {
-	return e.ddlOp(ctx, "dropCollection", ns, func(t *txn) error {
-		c := t.cat.byNS[ns]
-		if c == nil {
-			return mongoerr.New(mongoerr.NamespaceNotFound, "ns not found: %s", ns)
-		}
-		dp, ip := docPrefix(c.id), collIndexPrefix(c.id)
-		_ = t.b.DeleteRange(dp, prefixEnd(dp), nil)
-		_ = t.b.DeleteRange(ip, prefixEnd(ip), nil)
-		_ = t.b.Delete(metaCollKey(c.id), nil)
-		t.stats[c.id] = nil
-		t.cat, t.catChanged = t.cat.without(ns), true
-		_, coll, _ := strings.Cut(ns, ".")
-		t.command(ns, bson.D{{Key: "drop", Value: coll}})
-		return nil
-	})
+	return e.ddlOp(ctx, "dropCollection", ns, func(t *txn) error { return t.dropCollection(ns) })
+}
+
+func (t *txn) dropCollection(ns string) error {
+	c := t.cat.byNS[ns]
+	if c == nil {
+		return mongoerr.New(mongoerr.NamespaceNotFound, "ns not found: %s", ns)
+	}
+	dp, ip := docPrefix(c.id), collIndexPrefix(c.id)
+	_ = t.b.DeleteRange(dp, prefixEnd(dp), nil)
+	_ = t.b.DeleteRange(ip, prefixEnd(ip), nil)
+	_ = t.b.Delete(metaCollKey(c.id), nil)
+	t.stats[c.id] = nil
+	t.cat, t.catChanged = t.cat.without(ns), true
+	_, coll, _ := strings.Cut(ns, ".")
+	t.command(ns, bson.D{{Key: "drop", Value: coll}})
+	return nil
 }
 
 // CreateIndex builds an index over the collection's documents (creating the
@@ -62,6 +70,15 @@ func (e *Engine) DropCollection(ctx context.Context, ns string) error {
 // the same key or name differs, DuplicateKey (11000) when existing
 // documents violate a unique index, CannotIndexParallelArrays (171).
 func (e *Engine) CreateIndex(ctx context.Context, ns string, spec IndexSpec) (created bool, err error) {
+	err = e.ddlOp(ctx, "createIndex", ns, func(t *txn) error {
+		var err error
+		created, err = t.createIndex(ns, spec)
+		return err
+	})
+	return created, err
+}
+
+func (t *txn) createIndex(ns string, spec IndexSpec) (bool, error) {
 	spec.Key = slices.Clone(spec.Key)
 	spec.Multikey = false // the engine's to set
 	if spec.Name == "" && sameKey(spec.Key, idIndexSpec().Key) {
@@ -70,65 +87,61 @@ func (e *Engine) CreateIndex(ctx context.Context, ns string, spec IndexSpec) (cr
 	if spec.Name == "" {
 		spec.Name = DefaultIndexName(spec.Key)
 	}
-	err = e.ddlOp(ctx, "createIndex", ns, func(t *txn) error {
-		if err := ValidateNamespace(ns); err != nil {
-			return err
+	if err := ValidateNamespace(ns); err != nil {
+		return false, err
+	}
+	if err := validateIndexKey(spec.Key); err != nil {
+		return false, err
+	}
+	if sameKey(spec.Key, idIndexSpec().Key) {
+		if spec.Name != IDIndexName {
+			return false, mongoerr.New(mongoerr.IndexOptionsConflict, "Index already exists with a different name: %s", IDIndexName)
 		}
-		if err := validateIndexKey(spec.Key); err != nil {
-			return err
+		return false, nil
+	}
+	if spec.Name == IDIndexName {
+		return false, mongoerr.New(mongoerr.CannotCreateIndex, "the index name %s is reserved for the _id index", IDIndexName)
+	}
+	if strings.ContainsRune(spec.Name, 0) {
+		return false, mongoerr.New(mongoerr.CannotCreateIndex, "index name contains a null byte")
+	}
+	c, err := t.ensureCollection(ns)
+	if err != nil {
+		return false, err
+	}
+	for _, ix := range c.indexes {
+		switch {
+		case ix.spec.Name == spec.Name && sameKey(ix.spec.Key, spec.Key) &&
+			ix.spec.Unique == spec.Unique && ix.spec.Sparse == spec.Sparse:
+			return false, nil // already exists
+		case ix.spec.Name == spec.Name && sameKey(ix.spec.Key, spec.Key):
+			return false, mongoerr.New(mongoerr.IndexOptionsConflict,
+				"An existing index has the same name as the requested index but different options. Requested index: %s, existing index: %s",
+				describeSpec(spec), describeSpec(ix.spec))
+		case ix.spec.Name == spec.Name:
+			return false, mongoerr.New(mongoerr.IndexKeySpecsConflict,
+				"An existing index has the same name as the requested index. Requested index: %s, existing index: %s",
+				describeSpec(spec), describeSpec(ix.spec))
+		case sameKey(ix.spec.Key, spec.Key):
+			return false, mongoerr.New(mongoerr.IndexOptionsConflict, "Index already exists with a different name: %s", ix.spec.Name)
 		}
-		if sameKey(spec.Key, idIndexSpec().Key) {
-			if spec.Name != IDIndexName {
-				return mongoerr.New(mongoerr.IndexOptionsConflict, "Index already exists with a different name: %s", IDIndexName)
-			}
-			return nil
-		}
-		if spec.Name == IDIndexName {
-			return mongoerr.New(mongoerr.CannotCreateIndex, "the index name %s is reserved for the _id index", IDIndexName)
-		}
-		if strings.ContainsRune(spec.Name, 0) {
-			return mongoerr.New(mongoerr.CannotCreateIndex, "index name contains a null byte")
-		}
-		c, err := t.ensureCollection(ns)
-		if err != nil {
-			return err
-		}
-		for _, ix := range c.indexes {
-			switch {
-			case ix.spec.Name == spec.Name && sameKey(ix.spec.Key, spec.Key) &&
-				ix.spec.Unique == spec.Unique && ix.spec.Sparse == spec.Sparse:
-				return nil // already exists
-			case ix.spec.Name == spec.Name && sameKey(ix.spec.Key, spec.Key):
-				return mongoerr.New(mongoerr.IndexOptionsConflict,
-					"An existing index has the same name as the requested index but different options. Requested index: %s, existing index: %s",
-					describeSpec(spec), describeSpec(ix.spec))
-			case ix.spec.Name == spec.Name:
-				return mongoerr.New(mongoerr.IndexKeySpecsConflict,
-					"An existing index has the same name as the requested index. Requested index: %s, existing index: %s",
-					describeSpec(spec), describeSpec(ix.spec))
-			case sameKey(ix.spec.Key, spec.Key):
-				return mongoerr.New(mongoerr.IndexOptionsConflict, "Index already exists with a different name: %s", ix.spec.Name)
-			}
-		}
-		if len(c.indexes)+1 >= maxIndexesPerCollection {
-			return mongoerr.New(mongoerr.CannotCreateIndex, "add index fails, too many indexes for %s key:%s", ns, describeSpec(spec))
-		}
-		if t.ids.NextIndex >= 1<<32 {
-			return mongoerr.New(mongoerr.InternalError, "index ids exhausted")
-		}
-		ix := newIndex(uint32(t.ids.NextIndex), spec)
-		t.ids.NextIndex++
-		t.idsChanged = true
-		if err := t.buildIndex(c, ix); err != nil {
-			return err
-		}
-		t.putCollection(c.withIndexes(append(slices.Clone(c.indexes), ix)))
-		_, coll, _ := strings.Cut(ns, ".")
-		t.command(ns, bson.D{{Key: "createIndexes", Value: coll}, {Key: "spec", Value: specDoc(spec)}})
-		created = true
-		return nil
-	})
-	return created, err
+	}
+	if len(c.indexes)+1 >= maxIndexesPerCollection {
+		return false, mongoerr.New(mongoerr.CannotCreateIndex, "add index fails, too many indexes for %s key:%s", ns, describeSpec(spec))
+	}
+	if t.ids.NextIndex >= 1<<32 {
+		return false, mongoerr.New(mongoerr.InternalError, "index ids exhausted")
+	}
+	ix := newIndex(uint32(t.ids.NextIndex), spec)
+	t.ids.NextIndex++
+	t.idsChanged = true
+	if err := t.buildIndex(c, ix); err != nil {
+		return false, err
+	}
+	t.putCollection(c.withIndexes(append(slices.Clone(c.indexes), ix)))
+	_, coll, _ := strings.Cut(ns, ".")
+	t.command(ns, bson.D{{Key: "createIndexes", Value: coll}, {Key: "spec", Value: specDoc(spec)}})
+	return true, nil
 }
 
 // buildIndex stages the entries of ix for every document of c.
@@ -189,27 +202,29 @@ func specDoc(s IndexSpec) bson.D {
 // DropIndex removes an index and its entries. Errors: NamespaceNotFound
 // (26), IndexNotFound (27), InvalidOptions (72) for _id_.
 func (e *Engine) DropIndex(ctx context.Context, ns, name string) error {
-	return e.ddlOp(ctx, "dropIndex", ns, func(t *txn) error {
-		c := t.cat.byNS[ns]
-		if c == nil {
-			return mongoerr.New(mongoerr.NamespaceNotFound, "ns not found: %s", ns)
-		}
-		if name == IDIndexName {
-			return mongoerr.New(mongoerr.InvalidOptions, "cannot drop _id index")
-		}
-		ix := c.indexByName(name)
-		if ix == nil {
-			return mongoerr.New(mongoerr.IndexNotFound, "index not found with name [%s]", name)
-		}
-		p := indexPrefix(c.id, ix.id)
-		_ = t.b.DeleteRange(p, prefixEnd(p), nil)
-		st := t.statsFor(c)
-		delete(st.idx, ix.id)
-		t.putCollection(c.withIndexes(slices.DeleteFunc(slices.Clone(c.indexes), func(x *index) bool { return x == ix })))
-		_, coll, _ := strings.Cut(ns, ".")
-		t.command(ns, bson.D{{Key: "dropIndexes", Value: coll}, {Key: "index", Value: name}})
-		return nil
-	})
+	return e.ddlOp(ctx, "dropIndex", ns, func(t *txn) error { return t.dropIndex(ns, name) })
+}
+
+func (t *txn) dropIndex(ns, name string) error {
+	c := t.cat.byNS[ns]
+	if c == nil {
+		return mongoerr.New(mongoerr.NamespaceNotFound, "ns not found: %s", ns)
+	}
+	if name == IDIndexName {
+		return mongoerr.New(mongoerr.InvalidOptions, "cannot drop _id index")
+	}
+	ix := c.indexByName(name)
+	if ix == nil {
+		return mongoerr.New(mongoerr.IndexNotFound, "index not found with name [%s]", name)
+	}
+	p := indexPrefix(c.id, ix.id)
+	_ = t.b.DeleteRange(p, prefixEnd(p), nil)
+	st := t.statsFor(c)
+	delete(st.idx, ix.id)
+	t.putCollection(c.withIndexes(slices.DeleteFunc(slices.Clone(c.indexes), func(x *index) bool { return x == ix })))
+	_, coll, _ := strings.Cut(ns, ".")
+	t.command(ns, bson.D{{Key: "dropIndexes", Value: coll}, {Key: "index", Value: name}})
+	return nil
 }
 
 // ddlOp runs a catalog change under the write lock and commits it.

@@ -93,6 +93,11 @@ type Engine struct {
 	// before it survives a crash. ReadOplog never reads past it.
 	durMu   sync.Mutex
 	durable OpTime
+	// durCh is closed (and set to nil) when durable advances or the engine
+	// closes, waking every WaitDurable; it is made lazily by the first
+	// waiter. durClosed is set by Close. Both guarded by durMu.
+	durCh     chan struct{}
+	durClosed bool
 
 	// reg tracks open snapshots (and through them iterators) so that Close
 	// can release them before closing Pebble.
@@ -307,6 +312,7 @@ func (e *Engine) Close() error {
 		return ErrClosed
 	}
 	e.closed = true
+	e.wakeDurableWaiters(true)
 	e.regMu.Lock()
 	for s := range e.snaps {
 		s.closeLocked()

@@ -129,6 +129,10 @@ func (e *Engine) markDurable(t OpTime) {
 	e.durMu.Lock()
 	if t.Compare(e.durable) > 0 {
 		e.durable = t
+		if e.durCh != nil {
+			close(e.durCh) // wake WaitDurable (see apply.go)
+			e.durCh = nil
+		}
 	}
 	e.durMu.Unlock()
 }

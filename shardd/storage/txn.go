@@ -33,6 +33,11 @@ type txn struct {
 	last       OpTime
 	wall       time.Time
 	entries    int
+	// replica is set by ApplyOplog: the write replays a primary's entries,
+	// which apply.go stores as received (with their own optimes), so the
+	// code paths it shares with local writes (ensureCollection, insertDoc,
+	// the DDL bodies) must not add entries of their own.
+	replica bool
 }
 
 // slowWrite is the duration from which a write is logged as slow.
@@ -134,6 +139,9 @@ func (e *Engine) commit(t *txn) error {
 
 // oplog adds an oplog entry to the write and returns its optime.
 func (t *txn) oplog(op, ns string, id bson.RawValue, doc bson.Raw) OpTime {
+	if t.replica {
+		return t.last // ApplyOplog writes the primary's entry itself
+	}
 	t.last = OpTime{Term: t.term, Index: t.last.Index + 1}
 	_ = t.b.Set(oplogKey(t.last), encodeOplogEntry(OplogEntry{
 		Term: t.last.Term, Index: t.last.Index, Op: op, NS: ns, ID: id, Doc: doc, Wall: t.wall,
