@@ -8,13 +8,14 @@ import (
 
 	"github.com/psdb/psdb/pkg/catalog"
 	"github.com/psdb/psdb/pkg/keys"
+	"github.com/psdb/psdb/pkg/plan"
 	"github.com/psdb/psdb/pkg/query"
 )
 
 // This file turns a filter's predicates into shard-key space: per key
-// field a sorted list of value intervals, then encoded key ranges. The
-// ideas are pkg/plan's (index bounds); the code is separate because a
-// shard key has hashed fields, no multikey paths and no directions.
+// field a sorted list of value intervals (pkg/plan's intervals, shared with
+// index bounds), then encoded key ranges. Hashed fields, the absence of
+// multikey paths and of directions are what differ from index bounds.
 //
 // Invariant (superset): every shard-key tuple of a document the filter
 // matches lies in one of the computed ranges. It holds because
@@ -32,26 +33,9 @@ import (
 // of its points (a hashed one not at all), which only widens.
 const maxPoints = 16384
 
-// interval is a range of one field's values in keys.Compare order.
-type interval struct {
-	lo, hi         bson.RawValue
-	loIncl, hiIncl bool
-}
-
-func pointIv(v bson.RawValue) interval { return interval{lo: v, hi: v, loIncl: true, hiIncl: true} }
-
-func (iv interval) isPoint() bool {
-	return iv.loIncl && iv.hiIncl && keys.Compare(iv.lo, iv.hi) == 0
-}
-
-func allPoints(ivs []interval) bool {
-	for _, iv := range ivs {
-		if !iv.isPoint() {
-			return false
-		}
-	}
-	return true
-}
+// interval is a range of one field's values in keys.Compare order: the
+// planner's, so index bounds and shard-key bounds follow one definition.
+type interval = plan.Interval
 
 func int64Value(n int64) bson.RawValue {
 	b := make([]byte, 8)
@@ -65,40 +49,24 @@ func hashValue(v bson.RawValue) bson.RawValue { return int64Value(keys.Hash(v)) 
 // ok false when the predicate cannot bound the field (a range on a hashed
 // field). On a hashed field the intervals are points of hashes.
 func predIntervals(p query.Predicate, hashed bool) ([]interval, bool) {
-	switch p.Op {
-	case "$eq", "$in":
-		vals := p.Values
-		if hashed {
-			vals = make([]bson.RawValue, len(p.Values))
-			for i, v := range p.Values {
-				vals[i] = hashValue(v)
-			}
-		} else {
-			vals = slices.Clone(vals)
-		}
-		slices.SortStableFunc(vals, keys.Compare)
-		vals = slices.CompactFunc(vals, func(a, b bson.RawValue) bool { return keys.Compare(a, b) == 0 })
-		out := make([]interval, len(vals))
-		for i, v := range vals {
-			out[i] = pointIv(v)
-		}
-		return out, true // $in: [] gives no interval: nothing matches
+	if !hashed {
+		ivs := plan.PredicateIntervals(p)
+		return ivs, ivs != nil // $in: [] gives no interval: nothing matches
 	}
-	if hashed || len(p.Values) != 1 {
+	if p.Op != "$eq" && p.Op != "$in" {
 		return nil, false
 	}
-	v := p.Values[0]
-	switch p.Op {
-	case "$gt":
-		return []interval{{lo: v, hi: keys.MaxKey(), hiIncl: true}}, true
-	case "$gte":
-		return []interval{{lo: v, hi: keys.MaxKey(), loIncl: true, hiIncl: true}}, true
-	case "$lt":
-		return []interval{{lo: keys.MinKey(), hi: v, loIncl: true}}, true
-	case "$lte":
-		return []interval{{lo: keys.MinKey(), hi: v, loIncl: true, hiIncl: true}}, true
+	vals := make([]bson.RawValue, len(p.Values))
+	for i, v := range p.Values {
+		vals[i] = hashValue(v)
 	}
-	return nil, false
+	slices.SortStableFunc(vals, keys.Compare)
+	vals = slices.CompactFunc(vals, func(a, b bson.RawValue) bool { return keys.Compare(a, b) == 0 })
+	out := make([]interval, len(vals))
+	for i, v := range vals {
+		out[i] = plan.Point(v)
+	}
+	return out, true
 }
 
 // fieldIntervals intersects the intervals of every usable predicate on a
@@ -115,36 +83,9 @@ func fieldIntervals(preds []query.Predicate, hashed bool) ([]interval, bool) {
 			out, found = ivs, true
 			continue
 		}
-		out = intersect(out, ivs)
+		out = plan.Intersect(out, ivs)
 	}
 	return out, found
-}
-
-func intersect(a, b []interval) []interval {
-	var out []interval
-	for _, x := range a {
-		for _, y := range b {
-			if iv, ok := intersectOne(x, y); ok {
-				out = append(out, iv)
-			}
-		}
-	}
-	return out
-}
-
-func intersectOne(x, y interval) (interval, bool) {
-	iv := x
-	if c := keys.Compare(y.lo, x.lo); c > 0 || (c == 0 && !y.loIncl) {
-		iv.lo, iv.loIncl = y.lo, y.loIncl
-	}
-	if c := keys.Compare(y.hi, x.hi); c < 0 || (c == 0 && !y.hiIncl) {
-		iv.hi, iv.hiIncl = y.hi, y.hiIncl
-	}
-	c := keys.Compare(iv.lo, iv.hi)
-	if c > 0 || (c == 0 && !(iv.loIncl && iv.hiIncl)) {
-		return interval{}, false
-	}
-	return iv, true
 }
 
 // keyRange is an encoded shard-key range [lo, hi); nil is unbounded.
@@ -270,14 +211,14 @@ func conjBounds(key catalog.ShardKey, f *query.Filter) keyBounds {
 		if len(ivs) == 0 {
 			return keyBounds{empty: true, reason: ReasonEmpty}
 		}
-		if allPoints(ivs) {
+		if plan.AllPoints(ivs) {
 			if combos*len(ivs) > maxPoints {
 				// Too many tuples: bound the field by the hull of its
 				// points instead (wider, still a superset).
 				if kf.Hashed {
 					break
 				}
-				fields = append(fields, []interval{{lo: ivs[0].lo, hi: ivs[len(ivs)-1].hi, loIncl: true, hiIncl: true}})
+				fields = append(fields, []interval{{Lo: ivs[0].Lo, Hi: ivs[len(ivs)-1].Hi, LoIncl: true, HiIncl: true}})
 				rangeField = true
 				break
 			}
@@ -305,7 +246,7 @@ func conjBounds(key catalog.ShardKey, f *query.Filter) keyBounds {
 		next := make([][]bson.RawValue, 0, len(tuples)*len(ivs))
 		for _, t := range tuples {
 			for _, iv := range ivs {
-				next = append(next, append(slices.Clip(t), iv.lo))
+				next = append(next, append(slices.Clip(t), iv.Lo))
 			}
 		}
 		tuples = next
@@ -324,12 +265,12 @@ func conjBounds(key catalog.ShardKey, f *query.Filter) keyBounds {
 			continue
 		}
 		for _, iv := range fields[nPoints] {
-			lo := keys.AppendValue(slices.Clip(prefix), iv.lo)
-			if !iv.loIncl {
+			lo := keys.AppendValue(slices.Clip(prefix), iv.Lo)
+			if !iv.LoIncl {
 				lo = keys.PrefixEnd(lo)
 			}
-			hi := keys.AppendValue(slices.Clip(prefix), iv.hi)
-			if iv.hiIncl {
+			hi := keys.AppendValue(slices.Clip(prefix), iv.Hi)
+			if iv.HiIncl {
 				hi = keys.PrefixEnd(hi)
 			}
 			kb.ranges = append(kb.ranges, keyRange{lo: lo, hi: hi})

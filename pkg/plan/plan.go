@@ -71,7 +71,8 @@ func fullInterval() Interval {
 	return Interval{Lo: keys.MinKey(), Hi: keys.MaxKey(), LoIncl: true, HiIncl: true}
 }
 
-func point(v bson.RawValue) Interval { return Interval{Lo: v, Hi: v, LoIncl: true, HiIncl: true} }
+// Point is the interval holding exactly v.
+func Point(v bson.RawValue) Interval { return Interval{Lo: v, Hi: v, LoIncl: true, HiIncl: true} }
 
 // IsPoint reports whether the interval holds exactly one value.
 func (iv Interval) IsPoint() bool {
@@ -204,7 +205,7 @@ func planForIndex(q Query, ix *Index, preds map[string][]query.Predicate) (*Plan
 		if !ok {
 			break
 		}
-		if allPoints(ivs) {
+		if AllPoints(ivs) {
 			if combos*len(ivs) > maxRanges {
 				break
 			}
@@ -248,7 +249,8 @@ func matchesNull(p query.Predicate) bool {
 	return false
 }
 
-func allPoints(ivs []Interval) bool {
+// AllPoints reports whether every interval holds exactly one value.
+func AllPoints(ivs []Interval) bool {
 	for _, iv := range ivs {
 		if !iv.IsPoint() {
 			return false
@@ -267,7 +269,7 @@ func intervalsFor(preds []query.Predicate, multikey bool) ([]Interval, bool) {
 	}
 	var sets [][]Interval
 	for _, p := range preds {
-		ivs := predIntervals(p)
+		ivs := PredicateIntervals(p)
 		if ivs == nil {
 			continue
 		}
@@ -278,7 +280,7 @@ func intervalsFor(preds []query.Predicate, multikey bool) ([]Interval, bool) {
 	}
 	if multikey {
 		for _, s := range sets {
-			if allPoints(s) {
+			if AllPoints(s) {
 				return s, true
 			}
 		}
@@ -286,12 +288,15 @@ func intervalsFor(preds []query.Predicate, multikey bool) ([]Interval, bool) {
 	}
 	out := sets[0]
 	for _, s := range sets[1:] {
-		out = intersect(out, s)
+		out = Intersect(out, s)
 	}
 	return out, true
 }
 
-func predIntervals(p query.Predicate) []Interval {
+// PredicateIntervals returns the sorted, disjoint intervals of values one
+// predicate allows: points for $eq and $in (none for $in: []), a half-open
+// range for $gt/$gte/$lt/$lte. nil means the predicate cannot bound a scan.
+func PredicateIntervals(p query.Predicate) []Interval {
 	if len(p.Values) == 0 {
 		if p.Op == "$in" {
 			return []Interval{} // $in: [] matches nothing
@@ -301,14 +306,14 @@ func predIntervals(p query.Predicate) []Interval {
 	v := p.Values[0]
 	switch p.Op {
 	case "$eq":
-		return []Interval{point(v)}
+		return []Interval{Point(v)}
 	case "$in":
 		vals := slices.Clone(p.Values)
 		sort.SliceStable(vals, func(i, j int) bool { return keys.Compare(vals[i], vals[j]) < 0 })
 		vals = slices.CompactFunc(vals, func(a, b bson.RawValue) bool { return keys.Compare(a, b) == 0 })
 		out := make([]Interval, len(vals))
 		for i, v := range vals {
-			out[i] = point(v)
+			out[i] = Point(v)
 		}
 		return out
 	case "$gt":
@@ -323,8 +328,8 @@ func predIntervals(p query.Predicate) []Interval {
 	return nil
 }
 
-// intersect intersects two sorted lists of disjoint intervals.
-func intersect(a, b []Interval) []Interval {
+// Intersect intersects two sorted lists of disjoint intervals.
+func Intersect(a, b []Interval) []Interval {
 	var out []Interval
 	for _, x := range a {
 		for _, y := range b {
@@ -405,7 +410,7 @@ func (p *Plan) Ranges() []Range {
 	i := 0
 	for ; i < len(p.Bounds); i++ {
 		ivs := p.Bounds[i]
-		if !allPoints(ivs) || isFull(ivs) {
+		if !AllPoints(ivs) || isFull(ivs) {
 			break
 		}
 		next := make([][]byte, 0, len(prefixes)*len(ivs))
