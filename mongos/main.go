@@ -137,7 +137,12 @@ func serve(ctx context.Context, cl *config.Cluster, node config.Node, o flags, l
 	if maxMsg > math.MaxInt32 {
 		maxMsg = math.MaxInt32 // config validation keeps it below; the wire length is an int32
 	}
+	// The backend connects to the config servers in the background, so the
+	// router answers the handshake (and its health check) at once.
+	backend := server.NewClusterBackend(cl.EtcdEndpoints(), log)
+	defer backend.Close()
 	srv := server.New(server.Options{
+		Backend:         backend,
 		Logger:          log,
 		MaxMessageBytes: int32(maxMsg),
 		SlowThreshold:   o.slowThreshold,

@@ -14,7 +14,13 @@
 //   - the dispatcher (dispatch.go), the only place that enforces the handler
 //     contract, recovers panics, checks $db and admin-only commands, applies
 //     maxTimeMS, counts commands for serverStatus and logs one line per
-//     command.
+//     command;
+//   - the data commands (insert, find, getMore, killCursors, update,
+//     delete, count, listDatabases, listCollections, create, drop), which
+//     reach the cluster through the Backend interface (backend.go; the
+//     ClusterBackend reads the catalog's ChunkMap and talks to shards with
+//     pkg/shardclient), and the router cursors with their idle reaper
+//     (cursors.go), owned by the Server and stopped by Shutdown/Close.
 //
 // The handler contract: a Handler returns either a reply document — which
 // may be a MongoDB error document built with ErrorReply — and a nil error,

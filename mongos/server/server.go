@@ -55,6 +55,10 @@ type Options struct {
 	Parsed  map[string]any
 	// Now returns the current time (localTime); nil means time.Now.
 	Now func() time.Time
+	// Backend reaches the cluster for the data commands (insert, find,
+	// ...); nil: they answer NotYetInitialized. The Server does not close
+	// it.
+	Backend Backend
 }
 
 // Server is the router's wire-protocol server. Create it with New, run it
@@ -83,6 +87,10 @@ type Server struct {
 	nextConnID    atomic.Int64
 	nextRequestID atomic.Int32
 	stats         *stats
+
+	// cursors holds the router-side cursors; its reaper goroutine is
+	// started by New and stopped by Shutdown/Close.
+	cursors *cursorStore
 }
 
 // New returns a Server with the registered command table.
@@ -114,7 +122,7 @@ func newServer(opts Options, extra ...Command) *Server {
 	}
 	t := newCommandTable(extra...)
 	base, cancel := context.WithCancel(context.Background())
-	return &Server{
+	srv := &Server{
 		opts:       opts,
 		log:        opts.Logger,
 		table:      t,
@@ -126,6 +134,8 @@ func newServer(opts Options, extra ...Command) *Server {
 		conns:      map[*conn]struct{}{},
 		stats:      newStats(t),
 	}
+	srv.cursors = newCursorStore(opts.CursorTimeout, opts.Now, opts.Logger)
+	return srv
 }
 
 // Serve accepts connections on ln and serves each in its own goroutine
@@ -250,10 +260,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		s.cancelBase()
+		s.cursors.close()
 		return nil
 	case <-ctx.Done():
 		s.forceClose()
 		<-done
+		s.cursors.close()
 		return ctx.Err()
 	}
 }
@@ -270,6 +282,7 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.forceClose()
 	s.wg.Wait()
+	s.cursors.close()
 	return nil
 }
 

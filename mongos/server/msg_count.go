@@ -1,0 +1,109 @@
+package server
+
+import (
+	"context"
+	"sync"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/psdb/psdb/mongos/targeting"
+	"github.com/psdb/psdb/pkg/mongoerr"
+)
+
+func init() {
+	register(Command{
+		Name:    "count",
+		Help:    "count matching documents: summed over the targeted shards, then skip and limit applied",
+		Handler: handleCount,
+	})
+}
+
+func handleCount(ctx context.Context, s *Server, req *Request) (bson.Raw, error) {
+	ns, err := collectionNS(req)
+	if err != nil {
+		return ErrorReply(err), nil
+	}
+	filter, err := docArg(req.Doc, "query")
+	if err != nil {
+		return ErrorReply(err), nil
+	}
+	skip, err := intArg(req.Doc, "skip", 0)
+	if err != nil {
+		return ErrorReply(err), nil
+	}
+	limit, err := intArg(req.Doc, "limit", 0)
+	if err != nil {
+		return ErrorReply(err), nil
+	}
+	if skip < 0 {
+		return errReply(mongoerr.BadValue, "skip value is negative in count query")
+	}
+	if limit < 0 {
+		limit = -limit // MongoDB: a negative limit counts like its absolute value
+	}
+	b, rep := s.backend()
+	if rep != nil {
+		return rep, nil
+	}
+	rt, err := b.Routing()
+	if err != nil {
+		return ErrorReply(err), nil
+	}
+	t, err := targeting.ForQuery(rt, ns, filter)
+	if unknownDB(err) {
+		return okReply(bson.E{Key: "n", Value: int32(0)})
+	}
+	if err != nil {
+		return ErrorReply(err), nil
+	}
+	n, err := countShards(ctx, b, ns, t.Shards, filter, skip, limit)
+	if err != nil {
+		return ErrorReply(err), nil
+	}
+	return okReply(bson.E{Key: "n", Value: number(n)})
+}
+
+// countShards counts on each shard concurrently. One shard applies skip
+// and limit itself; over several, each counts everything matching (capped
+// at limit+skip) and the router applies them to the sum: the answer is
+// min(max(total-skip, 0), limit), which needs no order.
+func countShards(ctx context.Context, b Backend, ns string, shards []string, filter bson.Raw, skip, limit int64) (int64, error) {
+	if len(shards) == 1 {
+		conn, err := b.Shard(shards[0])
+		if err != nil {
+			return 0, err
+		}
+		return conn.Count(ctx, ns, filter, skip, limit)
+	}
+	upTo := int64(0)
+	if limit > 0 {
+		upTo = limit + skip
+	}
+	counts := make([]int64, len(shards))
+	errs := make([]error, len(shards))
+	var wg sync.WaitGroup
+	for i, sh := range shards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := b.Shard(sh)
+			if err == nil {
+				counts[i], err = conn.Count(ctx, ns, filter, 0, upTo)
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	var total int64
+	for i := range shards {
+		if errs[i] != nil {
+			return 0, errs[i]
+		}
+		total += counts[i]
+	}
+	total = max(total-skip, 0)
+	if limit > 0 {
+		total = min(total, limit)
+	}
+	return total, nil
+}
