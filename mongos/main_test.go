@@ -33,29 +33,12 @@ func buildMongos(t *testing.T) string {
 	return bin
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 // writeCluster writes a generated single-machine cluster.yaml under dir.
 func writeCluster(t *testing.T, dir string) (*config.Cluster, string) {
 	t.Helper()
-	cl, err := config.Local(config.LocalSpec{Name: "mongos-test", RunDir: filepath.Join(dir, "run"), Port: freePort})
+	path, cl, err := config.WriteLocal(dir, config.LocalSpec{Name: "mongos-test", RunDir: filepath.Join(dir, "run")},
+		func(c *config.Cluster) { c.Log.Level = "debug" })
 	if err != nil {
-		t.Fatal(err)
-	}
-	cl.Log.Level = "debug"
-	data, err := cl.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "cluster.yaml")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return cl, path

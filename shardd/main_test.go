@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,36 +49,15 @@ func buildShardd(t *testing.T) string {
 	return shardBin
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 // writeCluster writes a one-shard, one-member cluster.yaml with free ports.
 func writeCluster(t *testing.T, dir string) (string, *config.Cluster) {
 	t.Helper()
-	cl, err := config.Local(config.LocalSpec{Name: "shardd-test", RunDir: filepath.Join(dir, "run"), Shards: 1, MembersPerShard: 1, Port: freePort})
+	path, cl, err := config.WriteLocal(dir, config.LocalSpec{Name: "shardd-test", RunDir: filepath.Join(dir, "run"), Shards: 1, MembersPerShard: 1},
+		func(c *config.Cluster) { c.Log.Format = "json" })
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl.Log.Format = "json"
-	b, err := cl.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "cluster.yaml")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	loaded, err := config.Load(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return path, loaded
+	return path, cl
 }
 
 type proc struct {

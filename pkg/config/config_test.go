@@ -624,3 +624,22 @@ func TestLocal(t *testing.T) {
 		t.Fatal("Local with a failing Port succeeded")
 	}
 }
+
+func TestWriteLocal(t *testing.T) {
+	dir := t.TempDir()
+	path, c, err := config.WriteLocal(dir, config.LocalSpec{Name: "wl", Shards: 1, MembersPerShard: 3},
+		func(c *config.Cluster) { c.Log.Level = "debug" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Dir(path) != dir || c.Log.Level != "debug" || len(c.Shards[0].Members) != 3 {
+		t.Fatalf("path %s, cluster %+v", path, c)
+	}
+	seen := map[string]bool{}
+	for _, n := range c.Nodes() {
+		if seen[n.Addr] || !filepath.IsAbs(n.LogFile) {
+			t.Fatalf("node %+v: duplicate address or relative path", n)
+		}
+		seen[n.Addr] = true
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 )
 
@@ -20,9 +22,9 @@ type LocalSpec struct {
 	Shards          int
 	MembersPerShard int
 	Routers         int
-	// Port returns a port to listen on, e.g. a free port found by listening
-	// on 127.0.0.1:0. It is called once per address, in Nodes order
-	// (config servers: client then peer). Required.
+	// Port returns a port to listen on, e.g. FreePort. It is called once
+	// per address, in Nodes order (config servers: client then peer).
+	// Required by Local; WriteLocal defaults it to FreePort.
 	Port func() (int, error)
 }
 
@@ -81,4 +83,46 @@ func Local(spec LocalSpec) (*Cluster, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// WriteLocal builds a Local cluster, lets edit adjust it (nil: none),
+// writes it as dir/cluster.yaml and loads it back the way a node does
+// (Load, so paths are resolved). Tests and tools that need a throw-away
+// cluster description use it; a nil spec.Port picks free ports.
+func WriteLocal(dir string, spec LocalSpec, edit func(*Cluster)) (path string, c *Cluster, err error) {
+	if spec.Port == nil {
+		spec.Port = FreePort
+	}
+	c, err = Local(spec)
+	if err != nil {
+		return "", nil, err
+	}
+	if edit != nil {
+		edit(c)
+	}
+	data, err := c.Encode()
+	if err != nil {
+		return "", nil, err
+	}
+	path = filepath.Join(dir, "cluster.yaml")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		return "", nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	c, err = Load(path, nil)
+	if err != nil {
+		return "", nil, err
+	}
+	return path, c, nil
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago (it
+// listens on port 0 and closes). Another process may take it before it is
+// used; that is acceptable for tests and local development only.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }

@@ -3,7 +3,6 @@ package repl_test
 import (
 	"bytes"
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,15 +41,6 @@ func sharddBinary(t *testing.T) string {
 		t.Fatalf("build shardd: %v\n%s", buildErr, buildOut)
 	}
 	return binPath
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 type member struct {
@@ -109,20 +99,8 @@ func (m *member) signal(t *testing.T, sig syscall.Signal) {
 func TestProcessStaticReplicaSet(t *testing.T) {
 	bin := sharddBinary(t)
 	dir := t.TempDir()
-	cl, err := config.Local(config.LocalSpec{Name: "repl-test", RunDir: filepath.Join(dir, "run"), Shards: 1, MembersPerShard: 3, Port: freePort})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl.Log.Format = "json"
-	b, err := cl.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "cluster.yaml")
-	if err := os.WriteFile(cfg, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	loaded, err := config.Load(cfg, nil)
+	cfg, loaded, err := config.WriteLocal(dir, config.LocalSpec{Name: "repl-test", RunDir: filepath.Join(dir, "run"), Shards: 1, MembersPerShard: 3},
+		func(c *config.Cluster) { c.Log.Format = "json" })
 	if err != nil {
 		t.Fatal(err)
 	}
