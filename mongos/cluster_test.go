@@ -60,6 +60,13 @@ func TestClusterCRUD(t *testing.T) {
 	if err != nil || len(res.InsertedIDs) != 500 {
 		t.Fatalf("InsertMany: %v", err)
 	}
+	// CountDocuments is an aggregate ($match, $group) on one shard.
+	if n, err := coll.CountDocuments(ctx, bson.D{}); err != nil || n != 500 {
+		t.Fatalf("CountDocuments: %d %v", n, err)
+	}
+	if n, err := coll.CountDocuments(ctx, bson.D{{Key: "g", Value: 3}}); err != nil || n != 100 {
+		t.Fatalf("CountDocuments g=3: %d %v", n, err)
+	}
 
 	// A duplicate in an ordered batch stops it; unordered continues.
 	_, err = coll.InsertMany(ctx, []any{bson.D{{Key: "_id", Value: 1000}}, bson.D{{Key: "_id", Value: 1}}, bson.D{{Key: "_id", Value: 1001}}})
@@ -267,6 +274,7 @@ func testSharded(ctx context.Context, t *testing.T, c *harness.Cluster, cli *mon
 	if n := count(ctx, t, coll, bson.D{{Key: "n", Value: bson.D{{Key: "$lt", Value: 500}}}}); n != 500 {
 		t.Fatalf("count over shards: %d", n)
 	}
+	testShardedAggregate(ctx, t, coll)
 	// A targeted find by the full shard key, and a single-document delete
 	// without it.
 	var one bson.M
@@ -285,8 +293,65 @@ func testSharded(ctx context.Context, t *testing.T, c *harness.Cluster, cli *mon
 	}
 }
 
-// count runs the count command (the driver's CountDocuments needs
-// aggregate, which this router does not have yet).
+// testShardedAggregate runs aggregations over the hashed collection of
+// testSharded (documents n = 0..999): the shards run the shard part and the
+// router merges ($group partial/final, sorted merge, $limit).
+func testShardedAggregate(ctx context.Context, t *testing.T, coll *mongo.Collection) {
+	t.Helper()
+	if n, err := coll.CountDocuments(ctx, bson.D{}); err != nil || n != 1000 {
+		t.Fatalf("CountDocuments over shards: %d %v", n, err)
+	}
+	if n, err := coll.CountDocuments(ctx, bson.D{{Key: "n", Value: bson.D{{Key: "$lt", Value: 300}}}}); err != nil || n != 300 {
+		t.Fatalf("CountDocuments n<300 over shards: %d %v", n, err)
+	}
+	want := map[int64]int64{}
+	for n := range int64(1000) {
+		want[n%4] += n
+	}
+	cur, err := coll.Aggregate(ctx, mongo.Pipeline{
+		{{Key: "$group", Value: bson.D{{Key: "_id", Value: bson.D{{Key: "$mod", Value: bson.A{"$n", 4}}}}, {Key: "total", Value: bson.D{{Key: "$sum", Value: "$n"}}}}}},
+		{{Key: "$sort", Value: bson.D{{Key: "_id", Value: 1}}}},
+	})
+	if err != nil {
+		t.Fatalf("aggregate $group: %v", err)
+	}
+	var groups []struct {
+		ID    int64 `bson:"_id"`
+		Total int64
+	}
+	if err := cur.All(ctx, &groups); err != nil {
+		t.Fatalf("aggregate $group: %v", err)
+	}
+	if len(groups) != 4 {
+		t.Fatalf("aggregate $group: %d groups, want 4", len(groups))
+	}
+	for i, g := range groups {
+		if g.ID != int64(i) || g.Total != want[g.ID] {
+			t.Fatalf("group %d: %+v, want _id %d total %d", i, g, i, want[int64(i)])
+		}
+	}
+	cur, err = coll.Aggregate(ctx, mongo.Pipeline{
+		{{Key: "$sort", Value: bson.D{{Key: "n", Value: -1}}}},
+		{{Key: "$limit", Value: 7}},
+	}, options.Aggregate().SetBatchSize(3))
+	if err != nil {
+		t.Fatalf("aggregate $sort $limit: %v", err)
+	}
+	var top []struct{ N int }
+	if err := cur.All(ctx, &top); err != nil {
+		t.Fatalf("aggregate $sort $limit: %v", err)
+	}
+	if len(top) != 7 {
+		t.Fatalf("aggregate $sort $limit: %d docs, want 7", len(top))
+	}
+	for i, d := range top {
+		if d.N != 999-i {
+			t.Fatalf("aggregate $sort $limit: doc %d is %d, want %d", i, d.N, 999-i)
+		}
+	}
+}
+
+// count runs the count command.
 func count(ctx context.Context, t *testing.T, coll *mongo.Collection, filter bson.D) int64 {
 	t.Helper()
 	var r struct{ N int64 }

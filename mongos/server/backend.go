@@ -40,6 +40,8 @@ type ShardConn interface {
 	GetMore(ctx context.Context, ns string, id int64, batchSize int32) (*shardclient.Batch, error)
 	KillCursors(ctx context.Context, ns string, ids ...int64) (killed, notFound []int64, err error)
 	Count(ctx context.Context, ns string, filter bson.Raw, skip, limit int64) (int64, error)
+	Aggregate(ctx context.Context, ns string, pipeline []bson.Raw, batchSize *int32) (*shardclient.Batch, error)
+	AggregateShardPart(ctx context.Context, ns string, pipeline []bson.Raw, batchSize *int32) (*shardclient.Batch, error)
 	ListCollections(ctx context.Context, db string) ([]string, error)
 	CreateCollection(ctx context.Context, ns string) error
 	DropCollection(ctx context.Context, ns string) (int, error)

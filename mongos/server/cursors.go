@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"io"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/psdb/psdb/pkg/aggregate"
 	"github.com/psdb/psdb/pkg/logging"
 	"github.com/psdb/psdb/pkg/query"
 )
@@ -42,6 +44,20 @@ func (st *shardStream) fill(ctx context.Context) error {
 	return nil
 }
 
+// Next makes the stream an aggregate.Source (the router's merge of an
+// aggregate's shard outputs): the next document, or io.EOF.
+func (st *shardStream) Next(ctx context.Context) (bson.Raw, error) {
+	if err := st.fill(ctx); err != nil {
+		return nil, err
+	}
+	if len(st.buf) == 0 {
+		return nil, io.EOF
+	}
+	d := st.buf[0]
+	st.buf = st.buf[1:]
+	return d, nil
+}
+
 // kill closes the shard's cursor if still open (best effort).
 func (st *shardStream) kill(ctx context.Context) {
 	if st.id != 0 {
@@ -66,6 +82,13 @@ type routerCursor struct {
 	skip    int64             // still to skip
 	limit   int64             // 0: none; else the total to return
 	sent    int64
+	// src, when not nil, replaces the merge of streams: an aggregate's
+	// merge part running over them. peeked holds a document read ahead
+	// from it (so a batch knows whether one follows); srcDone is set once
+	// it returned io.EOF.
+	src     aggregate.Source
+	peeked  bson.Raw
+	srcDone bool
 	lastUse time.Time
 }
 
@@ -96,6 +119,9 @@ func (c *routerCursor) next(ctx context.Context) (bson.Raw, bool, error) {
 
 // take pops the next document of the merged streams.
 func (c *routerCursor) take(ctx context.Context) (bson.Raw, bool, error) {
+	if c.src != nil {
+		return c.takeSrc(ctx)
+	}
 	best := -1
 	for i, st := range c.streams {
 		if err := st.fill(ctx); err != nil {
@@ -122,9 +148,46 @@ func (c *routerCursor) take(ctx context.Context) (bson.Raw, bool, error) {
 	return d, true, nil
 }
 
+// takeSrc pops the next document of src.
+func (c *routerCursor) takeSrc(ctx context.Context) (bson.Raw, bool, error) {
+	if c.peeked != nil {
+		d := c.peeked
+		c.peeked = nil
+		return d, true, nil
+	}
+	if c.srcDone {
+		return nil, false, nil
+	}
+	d, err := c.src.Next(ctx)
+	if err == io.EOF {
+		c.srcDone = true
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return d, true, nil
+}
+
+// peek reads one document ahead from src so exhausted can tell whether
+// another follows.
+func (c *routerCursor) peek(ctx context.Context) error {
+	if c.src == nil || c.peeked != nil || c.srcDone {
+		return nil
+	}
+	d, ok, err := c.takeSrc(ctx)
+	if ok {
+		c.peeked = d
+	}
+	return err
+}
+
 // exhausted reports, without reading from the shards, whether no document
 // can follow.
 func (c *routerCursor) exhausted() bool {
+	if c.src != nil {
+		return c.srcDone && c.peeked == nil
+	}
 	if c.limit > 0 && c.sent >= c.limit {
 		return true
 	}
@@ -154,6 +217,9 @@ func (c *routerCursor) batch(ctx context.Context, n int) ([]bson.Raw, bool, erro
 		if size >= maxBatchBytes {
 			break
 		}
+	}
+	if err := c.peek(ctx); err != nil {
+		return nil, false, err
 	}
 	return out, c.exhausted(), nil
 }

@@ -57,6 +57,8 @@ type fakeShard struct {
 	nextID   int64
 	pageSize int
 	killed   int
+	// shardParts and wholePipelines count the aggregate calls.
+	shardParts, wholePipelines int
 }
 
 func (f *fakeShard) Insert(_ context.Context, _ string, docs []bson.Raw, o shardclient.WriteOptions) (*shardclient.WriteResult, error) {

@@ -134,7 +134,18 @@ func (c *Client) Distinct(ctx context.Context, ns, key string, filter bson.Raw) 
 // Aggregate runs a pipeline and returns its first batch of batchSize
 // documents (nil: the default 101; 0: none, the cursor is only opened).
 func (c *Client) Aggregate(ctx context.Context, ns string, pipeline []bson.Raw, batchSize *int32) (*Batch, error) {
-	r, err := c.shard.Aggregate(ctx, &shardpb.AggregateRequest{Ns: ns, Pipeline: raws(pipeline), BatchSize: batchSize})
+	return c.aggregate(ctx, &shardpb.AggregateRequest{Ns: ns, Pipeline: raws(pipeline), BatchSize: batchSize})
+}
+
+// AggregateShardPart runs only the shard part of the pipeline's
+// aggregate.Split on the shard (the caller merges the shards' outputs and
+// runs the merge part itself) and returns its first batch, as Aggregate.
+func (c *Client) AggregateShardPart(ctx context.Context, ns string, pipeline []bson.Raw, batchSize *int32) (*Batch, error) {
+	return c.aggregate(ctx, &shardpb.AggregateRequest{Ns: ns, Pipeline: raws(pipeline), BatchSize: batchSize, ShardPart: true})
+}
+
+func (c *Client) aggregate(ctx context.Context, req *shardpb.AggregateRequest) (*Batch, error) {
+	r, err := c.shard.Aggregate(ctx, req)
 	if err != nil {
 		return nil, rpcerr.Error(err)
 	}

@@ -1802,12 +1802,16 @@ func (x *DistinctReply) GetValues() []byte {
 }
 
 type AggregateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ns            string                 `protobuf:"bytes,1,opt,name=ns,proto3" json:"ns,omitempty"`
-	Pipeline      [][]byte               `protobuf:"bytes,2,rep,name=pipeline,proto3" json:"pipeline,omitempty"`
-	BatchSize     *int32                 `protobuf:"varint,3,opt,name=batch_size,json=batchSize,proto3,oneof" json:"batch_size,omitempty"`
-	ReadOptions   *ReadOptions           `protobuf:"bytes,4,opt,name=read_options,json=readOptions,proto3" json:"read_options,omitempty"`
-	ShardVersion  *ShardVersion          `protobuf:"bytes,5,opt,name=shard_version,json=shardVersion,proto3" json:"shard_version,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Ns           string                 `protobuf:"bytes,1,opt,name=ns,proto3" json:"ns,omitempty"`
+	Pipeline     [][]byte               `protobuf:"bytes,2,rep,name=pipeline,proto3" json:"pipeline,omitempty"`
+	BatchSize    *int32                 `protobuf:"varint,3,opt,name=batch_size,json=batchSize,proto3,oneof" json:"batch_size,omitempty"`
+	ReadOptions  *ReadOptions           `protobuf:"bytes,4,opt,name=read_options,json=readOptions,proto3" json:"read_options,omitempty"`
+	ShardVersion *ShardVersion          `protobuf:"bytes,5,opt,name=shard_version,json=shardVersion,proto3" json:"shard_version,omitempty"`
+	// shard_part: run only the shard part of the pipeline's Split (the
+	// router merges the shards' outputs and runs the rest). The part is not
+	// sent: both sides derive it from the pipeline deterministically.
+	ShardPart     bool `protobuf:"varint,6,opt,name=shard_part,json=shardPart,proto3" json:"shard_part,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1875,6 +1879,13 @@ func (x *AggregateRequest) GetShardVersion() *ShardVersion {
 		return x.ShardVersion
 	}
 	return nil
+}
+
+func (x *AggregateRequest) GetShardPart() bool {
+	if x != nil {
+		return x.ShardPart
+	}
+	return false
 }
 
 type ExplainRequest struct {
@@ -3918,14 +3929,16 @@ const file_shard_proto_rawDesc = "" +
 	"\fread_options\x18\x04 \x01(\v2\x1a.psdb.shard.v1.ReadOptionsR\vreadOptions\x12@\n" +
 	"\rshard_version\x18\x05 \x01(\v2\x1b.psdb.shard.v1.ShardVersionR\fshardVersion\"'\n" +
 	"\rDistinctReply\x12\x16\n" +
-	"\x06values\x18\x01 \x01(\fR\x06values\"\xf2\x01\n" +
+	"\x06values\x18\x01 \x01(\fR\x06values\"\x91\x02\n" +
 	"\x10AggregateRequest\x12\x0e\n" +
 	"\x02ns\x18\x01 \x01(\tR\x02ns\x12\x1a\n" +
 	"\bpipeline\x18\x02 \x03(\fR\bpipeline\x12\"\n" +
 	"\n" +
 	"batch_size\x18\x03 \x01(\x05H\x00R\tbatchSize\x88\x01\x01\x12=\n" +
 	"\fread_options\x18\x04 \x01(\v2\x1a.psdb.shard.v1.ReadOptionsR\vreadOptions\x12@\n" +
-	"\rshard_version\x18\x05 \x01(\v2\x1b.psdb.shard.v1.ShardVersionR\fshardVersionB\r\n" +
+	"\rshard_version\x18\x05 \x01(\v2\x1b.psdb.shard.v1.ShardVersionR\fshardVersion\x12\x1d\n" +
+	"\n" +
+	"shard_part\x18\x06 \x01(\bR\tshardPartB\r\n" +
 	"\v_batch_size\"^\n" +
 	"\x0eExplainRequest\x12.\n" +
 	"\x04find\x18\x01 \x01(\v2\x1a.psdb.shard.v1.FindRequestR\x04find\x12\x1c\n" +

@@ -88,6 +88,19 @@ func (x *Executor) Aggregate(ctx context.Context, ns string, pipeline []bson.Raw
 	return x.RunPipeline(ctx, ns, p, leadingMatch(pipeline))
 }
 
+// AggregateShardPart runs only the shard part of the pipeline's Split, for
+// a router that merges several shards' outputs and runs the rest. The
+// router splits the same pipeline the same way, so the part is never sent.
+// A leading $match narrows the scan as in Aggregate.
+func (x *Executor) AggregateShardPart(ctx context.Context, ns string, pipeline []bson.Raw) ([]bson.Raw, error) {
+	p, err := aggregate.Parse(pipeline)
+	if err != nil {
+		return nil, err
+	}
+	shard, _ := p.Split()
+	return x.RunPipeline(ctx, ns, shard, leadingMatch(pipeline))
+}
+
 // RunPipeline runs a parsed pipeline (for example the shard part of a
 // split one); scanFilter, if not nil, narrows the scan that feeds it.
 func (x *Executor) RunPipeline(ctx context.Context, ns string, p *aggregate.Pipeline, scanFilter bson.Raw) ([]bson.Raw, error) {

@@ -214,7 +214,11 @@ func (s *Server) Aggregate(ctx context.Context, req *shardpb.AggregateRequest) (
 	if err != nil {
 		return nil, err
 	}
-	out, err := s.exec.Aggregate(ctx, req.GetNs(), pipeline)
+	run := s.exec.Aggregate
+	if req.GetShardPart() {
+		run = s.exec.AggregateShardPart
+	}
+	out, err := run(ctx, req.GetNs(), pipeline)
 	if err != nil {
 		return nil, err
 	}

@@ -362,6 +362,24 @@ func TestWrites(t *testing.T) {
 	if err != nil || len(docs) != 4 || docs[1].Lookup("_id").StringValue() != "t0" || docs[1].Lookup("n").Int32() != 30 {
 		t.Fatalf("aggregate: %v %v", docs, err)
 	}
+
+	// aggregate's shard part: $skip stays on the router, $avg sends its
+	// partial {sum, count}.
+	skipAvg := []bson.Raw{
+		raw(t, bson.D{{Key: "$match", Value: bson.D{{Key: "tag", Value: "t0"}}}}),
+		raw(t, bson.D{{Key: "$group", Value: bson.D{{Key: "_id", Value: nil}, {Key: "avg", Value: bson.D{{Key: "$avg", Value: "$a"}}}}}}),
+		raw(t, bson.D{{Key: "$skip", Value: 1}}),
+	}
+	if b, err = f.cli.Aggregate(ctx, ns, skipAvg, nil); err != nil || len(b.Docs) != 0 {
+		t.Fatalf("whole pipeline: %v %v", b, err)
+	}
+	b, err = f.cli.AggregateShardPart(ctx, ns, skipAvg, nil)
+	if err != nil || len(b.Docs) != 1 {
+		t.Fatalf("shard part: %v %v", b, err)
+	}
+	if _, err := b.Docs[0].LookupErr("avg"); err != nil || b.Docs[0].Lookup("avg").Type == bson.TypeDouble {
+		t.Fatalf("shard part of $avg: %v, want a partial", b.Docs[0])
+	}
 }
 
 func TestOrderedUnorderedAndDuplicates(t *testing.T) {
