@@ -19,7 +19,6 @@
 package harness
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -172,7 +171,7 @@ type spec struct {
 	shards        int
 	members       int
 	routers       int
-	extraYAML     string
+	edits         []func(*config.Cluster)
 	start         bool
 	startTimeout  time.Duration
 	stopTimeout   time.Duration
@@ -198,9 +197,11 @@ func WithMembers(n int) Option { return func(s *spec) { s.members = n } }
 // WithRouters sets the number of routers (default 1).
 func WithRouters(n int) Option { return func(s *spec) { s.routers = n } }
 
-// WithYAML appends top-level YAML to the generated cluster.yaml (e.g.
-// "replication:\n  leaseTTL: 2s\n").
-func WithYAML(yaml string) Option { return func(s *spec) { s.extraYAML += yaml } }
+// WithEdit changes the generated cluster description before it is written
+// (e.g. a tunable: func(c *config.Cluster) { c.Replication.LeaseTTL = 2 * time.Second }).
+func WithEdit(edit func(*config.Cluster)) Option {
+	return func(s *spec) { s.edits = append(s.edits, edit) }
+}
 
 // WithoutStart writes the cluster.yaml and prepares the handles but starts
 // nothing; call Cluster.Start or a Process's Start.
@@ -268,34 +269,26 @@ func WriteConfig(t testing.TB, dir string, opts ...Option) string {
 
 func writeConfig(t testing.TB, dir string, s *spec) string {
 	t.Helper()
-	nports := 2*s.configServers + s.shards*s.members + s.routers
-	ports := FreePorts(t, nports)
-	next := func() string {
+	// All ports are taken from listeners open at the same time, so one
+	// cluster never gets the same port twice.
+	ports := FreePorts(t, 2*s.configServers+s.shards*s.members+s.routers)
+	port := func() (int, error) {
 		p := ports[0]
 		ports = ports[1:]
-		return fmt.Sprintf("127.0.0.1:%d", p)
+		return p, nil
 	}
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "name: %s\nrunDir: run\nlog:\n  level: info\n  format: json\n", s.name)
-	b.WriteString("configServers:\n")
-	for i := range s.configServers {
-		fmt.Fprintf(&b, "  - name: cfg%d\n    clientAddr: %s\n    peerAddr: %s\n", i, next(), next())
+	spec := config.LocalSpec{
+		Name: s.name, ConfigServers: s.configServers, Shards: s.shards,
+		MembersPerShard: s.members, Routers: s.routers, Port: port,
 	}
-	b.WriteString("shards:\n")
-	for i := range s.shards {
-		fmt.Fprintf(&b, "  - name: rs%d\n    members:\n", i)
-		for j := range s.members {
-			fmt.Fprintf(&b, "      - name: rs%d%c\n        addr: %s\n", i, 'a'+j, next())
+	path, _, err := config.WriteLocal(dir, spec, func(c *config.Cluster) {
+		c.Log.Level, c.Log.Format = "info", "json"
+		for _, edit := range s.edits {
+			edit(c)
 		}
-	}
-	b.WriteString("routers:\n")
-	for i := range s.routers {
-		fmt.Fprintf(&b, "  - name: mongos%d\n    addr: %s\n", i, next())
-	}
-	b.WriteString(s.extraYAML)
-	path := filepath.Join(dir, "cluster.yaml")
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
+	})
+	if err != nil {
+		t.Fatalf("write cluster.yaml: %v", err)
 	}
 	return path
 }
