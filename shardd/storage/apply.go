@@ -370,27 +370,11 @@ func (t *txn) putDoc(c *collection, doc bson.Raw, id bson.RawValue) error {
 // entries; a missing document is not an error.
 func (t *txn) removeDoc(c *collection, id bson.RawValue) error {
 	idk := idKey(id)
-	dk := docKey(c.id, idk)
-	old, found, err := t.get(dk)
+	old, oldKeys, found, err := t.loadDoc(c, idk)
 	if err != nil || !found {
 		return err
 	}
-	oldKeys, err := allIndexKeys(c, old)
-	if err != nil {
-		return fmt.Errorf("index keys of stored document %s in %s: %v: %w", id, c.ns, err, ErrCorrupt)
-	}
-	st := t.statsFor(c)
-	_ = t.b.Delete(dk, nil)
-	st.count--
-	st.size -= int64(len(old))
-	st.addKey(idIndexID, len(dk), -1)
-	for i, ix := range c.indexes {
-		for _, k := range oldKeys[i] {
-			ek := indexEntryKey(c.id, ix.id, k.tuple, idk)
-			_ = t.b.Delete(ek, nil)
-			st.addKey(ix.id, len(ek), -1)
-		}
-	}
+	t.dropDoc(c, idk, old, oldKeys)
 	return nil
 }
 

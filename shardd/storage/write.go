@@ -198,15 +198,10 @@ func (e *Engine) Replace(ctx context.Context, ns string, id bson.RawValue, doc b
 		return false, nil
 	}
 	dk := docKey(c.id, idk)
-	old, found, err := t.get(dk)
+	old, oldKeys, found, err := t.loadDoc(c, idk)
 	if err != nil || !found {
 		t.abort()
 		return false, err
-	}
-	oldKeys, err := allIndexKeys(c, old)
-	if err != nil {
-		t.abort()
-		return false, fmt.Errorf("index keys of stored document %s in %s: %v: %w", id, ns, err, ErrCorrupt)
 	}
 	newKeys, err := allIndexKeys(c, newDoc)
 	if err != nil {
@@ -311,37 +306,53 @@ func (e *Engine) Delete(ctx context.Context, ns string, id bson.RawValue) (bool,
 		t.abort()
 		return false, nil
 	}
-	dk := docKey(c.id, idk)
-	old, found, err := t.get(dk)
+	old, oldKeys, found, err := t.loadDoc(c, idk)
 	if err != nil || !found {
 		t.abort()
 		return false, err
 	}
-	oldKeys, err := allIndexKeys(c, old)
-	if err != nil {
-		t.abort()
-		return false, fmt.Errorf("index keys of stored document %s in %s: %v: %w", id, ns, err, ErrCorrupt)
-	}
 	storedID, err := docID(old)
 	if err != nil {
 		t.abort()
-		return false, fmt.Errorf("stored document %x: %w", dk, err)
+		return false, fmt.Errorf("stored document %x: %w", docKey(c.id, idk), err)
 	}
-	st := t.statsFor(c)
-	_ = t.b.Delete(dk, nil)
-	st.count--
-	st.size -= int64(len(old))
-	st.addKey(idIndexID, len(dk), -1)
-	for i, ix := range c.indexes {
-		for _, k := range oldKeys[i] {
-			ek := indexEntryKey(c.id, ix.id, k.tuple, idk)
-			_ = t.b.Delete(ek, nil)
-			st.addKey(ix.id, len(ek), -1)
-		}
-	}
+	t.dropDoc(c, idk, old, oldKeys)
 	t.oplog(OpDelete, ns, storedID, nil)
 	if err := e.commit(t); err != nil {
 		return false, fmt.Errorf("delete from %s: %w", ns, err)
 	}
 	return true, nil
+}
+
+// loadDoc reads the stored document of c with key(_id) idk, as this write
+// sees it, and its keys in c's indexes; found is false when there is none.
+func (t *txn) loadDoc(c *collection, idk []byte) (doc bson.Raw, keys [][]indexKey, found bool, err error) {
+	dk := docKey(c.id, idk)
+	doc, found, err = t.get(dk)
+	if err != nil || !found {
+		return nil, nil, false, err
+	}
+	keys, err = allIndexKeys(c, doc)
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("index keys of stored document %x in %s: %v: %w", dk, c.ns, err, ErrCorrupt)
+	}
+	return doc, keys, true, nil
+}
+
+// dropDoc stages the removal of a document loaded with loadDoc: the
+// document, its index entries and its share of the statistics.
+func (t *txn) dropDoc(c *collection, idk []byte, doc bson.Raw, keys [][]indexKey) {
+	dk := docKey(c.id, idk)
+	st := t.statsFor(c)
+	_ = t.b.Delete(dk, nil)
+	st.count--
+	st.size -= int64(len(doc))
+	st.addKey(idIndexID, len(dk), -1)
+	for i, ix := range c.indexes {
+		for _, k := range keys[i] {
+			ek := indexEntryKey(c.id, ix.id, k.tuple, idk)
+			_ = t.b.Delete(ek, nil)
+			st.addKey(ix.id, len(ek), -1)
+		}
+	}
 }
