@@ -134,11 +134,18 @@ func TestProcessKillRestart(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cli, err := shardclient.Dial(ctx, node.Addr)
-	if err != nil {
-		t.Fatal(err)
+	// A fresh client per process: a gRPC connection to the killed process
+	// sits in reconnect backoff for a while and fails calls fast.
+	dial := func() *shardclient.Client {
+		t.Helper()
+		c, err := shardclient.Dial(ctx, node.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
 	}
-	defer cli.Close()
+	cli := dial()
 
 	// Three rounds: concurrent writers record every acknowledged _id, the
 	// process is SIGKILLed while they run, and after a restart every
@@ -191,6 +198,7 @@ func TestProcessKillRestart(t *testing.T) {
 
 		p = startShardd(t, bin, cfg, "rs0a")
 		waitHealthy(t, p, node.Addr)
+		cli = dial()
 		docs, err := cli.FindAll(ctx, "app.items", shardclient.Find{})
 		if err != nil {
 			t.Fatal(err)
