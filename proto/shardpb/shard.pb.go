@@ -226,11 +226,16 @@ func (x *ReadOptions) GetReadConcernLevel() string {
 }
 
 // SessionInfo identifies a retryable write: the logical session id (its
-// BSON document) and the transaction number.
+// BSON document) and the transaction number. stmt_ids, when set, holds
+// the statement id of each statement of the request (one per document of
+// an insert, per statement of an update or delete) as the client numbered
+// them, so a retry split differently by a router still finds each
+// statement's recorded result; unset means the statements' indexes.
 type SessionInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Lsid          []byte                 `protobuf:"bytes,1,opt,name=lsid,proto3" json:"lsid,omitempty"`
 	TxnNumber     int64                  `protobuf:"varint,2,opt,name=txn_number,json=txnNumber,proto3" json:"txn_number,omitempty"`
+	StmtIds       []int32                `protobuf:"varint,3,rep,packed,name=stmt_ids,json=stmtIds,proto3" json:"stmt_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -277,6 +282,13 @@ func (x *SessionInfo) GetTxnNumber() int64 {
 		return x.TxnNumber
 	}
 	return 0
+}
+
+func (x *SessionInfo) GetStmtIds() []int32 {
+	if x != nil {
+		return x.StmtIds
+	}
+	return nil
 }
 
 // MongoError is a MongoDB error: code, code name and message. info, when
@@ -3352,16 +3364,20 @@ func (*StatusRequest) Descriptor() ([]byte, []int) {
 }
 
 type MemberStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
-	State         string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
-	Applied       *OpTime                `protobuf:"bytes,4,opt,name=applied,proto3" json:"applied,omitempty"`
-	Durable       *OpTime                `protobuf:"bytes,5,opt,name=durable,proto3" json:"durable,omitempty"`
-	LagMs         int64                  `protobuf:"varint,6,opt,name=lag_ms,json=lagMs,proto3" json:"lag_ms,omitempty"`
-	Healthy       bool                   `protobuf:"varint,7,opt,name=healthy,proto3" json:"healthy,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Addr    string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	State   string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	Applied *OpTime                `protobuf:"bytes,4,opt,name=applied,proto3" json:"applied,omitempty"`
+	Durable *OpTime                `protobuf:"bytes,5,opt,name=durable,proto3" json:"durable,omitempty"`
+	LagMs   int64                  `protobuf:"varint,6,opt,name=lag_ms,json=lagMs,proto3" json:"lag_ms,omitempty"`
+	Healthy bool                   `protobuf:"varint,7,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	// sync_source is the member a secondary pulls from; last_report_unix_ms
+	// when the primary last heard from it (0: never).
+	SyncSource       string `protobuf:"bytes,8,opt,name=sync_source,json=syncSource,proto3" json:"sync_source,omitempty"`
+	LastReportUnixMs int64  `protobuf:"varint,9,opt,name=last_report_unix_ms,json=lastReportUnixMs,proto3" json:"last_report_unix_ms,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *MemberStatus) Reset() {
@@ -3441,6 +3457,20 @@ func (x *MemberStatus) GetHealthy() bool {
 		return x.Healthy
 	}
 	return false
+}
+
+func (x *MemberStatus) GetSyncSource() string {
+	if x != nil {
+		return x.SyncSource
+	}
+	return ""
+}
+
+func (x *MemberStatus) GetLastReportUnixMs() int64 {
+	if x != nil {
+		return x.LastReportUnixMs
+	}
+	return 0
 }
 
 // StatusReply is shaped after replSetGetStatus.
@@ -3620,6 +3650,240 @@ func (x *StepDownRequest) GetForce() bool {
 	return false
 }
 
+// RollbackRequest is sent by a member whose last oplog entry is not in its
+// sync source's log (it diverged). local_tail holds the member's newest
+// oplog entries, newest first (storage encoding), as many as it can send.
+type RollbackRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Member        string                 `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	Term          uint64                 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
+	LocalTail     [][]byte               `protobuf:"bytes,3,rep,name=local_tail,json=localTail,proto3" json:"local_tail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackRequest) Reset() {
+	*x = RollbackRequest{}
+	mi := &file_shard_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackRequest) ProtoMessage() {}
+
+func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
+func (*RollbackRequest) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *RollbackRequest) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *RollbackRequest) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *RollbackRequest) GetLocalTail() [][]byte {
+	if x != nil {
+		return x.LocalTail
+	}
+	return nil
+}
+
+// RefetchedDoc is the sync source's version of a document a rollback
+// touches: id is {_id: <value>}; doc is empty when the source has none.
+type RefetchedDoc struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ns            string                 `protobuf:"bytes,1,opt,name=ns,proto3" json:"ns,omitempty"`
+	Id            []byte                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Doc           []byte                 `protobuf:"bytes,3,opt,name=doc,proto3" json:"doc,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefetchedDoc) Reset() {
+	*x = RefetchedDoc{}
+	mi := &file_shard_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefetchedDoc) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefetchedDoc) ProtoMessage() {}
+
+func (x *RefetchedDoc) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefetchedDoc.ProtoReflect.Descriptor instead.
+func (*RefetchedDoc) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *RefetchedDoc) GetNs() string {
+	if x != nil {
+		return x.Ns
+	}
+	return ""
+}
+
+func (x *RefetchedDoc) GetId() []byte {
+	if x != nil {
+		return x.Id
+	}
+	return nil
+}
+
+func (x *RefetchedDoc) GetDoc() []byte {
+	if x != nil {
+		return x.Doc
+	}
+	return nil
+}
+
+// RollbackChunk is part of the sync source's answer to a rollback. The
+// first chunk says whether the newest shared entry (common_point) was
+// found in local_tail and whether the member must resync instead
+// (resync_required: no common point, a catalog command among the entries
+// to undo or redo, or more to send than a rollback carries). The chunks
+// then carry the source's entries after the common point up to
+// snapshot_op_time and the source's version, at that optime, of every
+// document touched by the member's divergent entries or by those entries.
+// The last chunk has done set.
+type RollbackChunk struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Found          bool                   `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
+	ResyncRequired bool                   `protobuf:"varint,2,opt,name=resync_required,json=resyncRequired,proto3" json:"resync_required,omitempty"`
+	Reason         string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	CommonPoint    *OpTime                `protobuf:"bytes,4,opt,name=common_point,json=commonPoint,proto3" json:"common_point,omitempty"`
+	SnapshotOpTime *OpTime                `protobuf:"bytes,5,opt,name=snapshot_op_time,json=snapshotOpTime,proto3" json:"snapshot_op_time,omitempty"`
+	Entries        [][]byte               `protobuf:"bytes,6,rep,name=entries,proto3" json:"entries,omitempty"`
+	Docs           []*RefetchedDoc        `protobuf:"bytes,7,rep,name=docs,proto3" json:"docs,omitempty"`
+	Done           bool                   `protobuf:"varint,8,opt,name=done,proto3" json:"done,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RollbackChunk) Reset() {
+	*x = RollbackChunk{}
+	mi := &file_shard_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackChunk) ProtoMessage() {}
+
+func (x *RollbackChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackChunk.ProtoReflect.Descriptor instead.
+func (*RollbackChunk) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *RollbackChunk) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *RollbackChunk) GetResyncRequired() bool {
+	if x != nil {
+		return x.ResyncRequired
+	}
+	return false
+}
+
+func (x *RollbackChunk) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RollbackChunk) GetCommonPoint() *OpTime {
+	if x != nil {
+		return x.CommonPoint
+	}
+	return nil
+}
+
+func (x *RollbackChunk) GetSnapshotOpTime() *OpTime {
+	if x != nil {
+		return x.SnapshotOpTime
+	}
+	return nil
+}
+
+func (x *RollbackChunk) GetEntries() [][]byte {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *RollbackChunk) GetDocs() []*RefetchedDoc {
+	if x != nil {
+		return x.Docs
+	}
+	return nil
+}
+
+func (x *RollbackChunk) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
 type StepDownReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -3628,7 +3892,7 @@ type StepDownReply struct {
 
 func (x *StepDownReply) Reset() {
 	*x = StepDownReply{}
-	mi := &file_shard_proto_msgTypes[55]
+	mi := &file_shard_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3640,7 +3904,7 @@ func (x *StepDownReply) String() string {
 func (*StepDownReply) ProtoMessage() {}
 
 func (x *StepDownReply) ProtoReflect() protoreflect.Message {
-	mi := &file_shard_proto_msgTypes[55]
+	mi := &file_shard_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3653,7 +3917,7 @@ func (x *StepDownReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepDownReply.ProtoReflect.Descriptor instead.
 func (*StepDownReply) Descriptor() ([]byte, []int) {
-	return file_shard_proto_rawDescGZIP(), []int{55}
+	return file_shard_proto_rawDescGZIP(), []int{58}
 }
 
 type CloneRequest struct {
@@ -3665,7 +3929,7 @@ type CloneRequest struct {
 
 func (x *CloneRequest) Reset() {
 	*x = CloneRequest{}
-	mi := &file_shard_proto_msgTypes[56]
+	mi := &file_shard_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3677,7 +3941,7 @@ func (x *CloneRequest) String() string {
 func (*CloneRequest) ProtoMessage() {}
 
 func (x *CloneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shard_proto_msgTypes[56]
+	mi := &file_shard_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3690,7 +3954,7 @@ func (x *CloneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloneRequest.ProtoReflect.Descriptor instead.
 func (*CloneRequest) Descriptor() ([]byte, []int) {
-	return file_shard_proto_rawDescGZIP(), []int{56}
+	return file_shard_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *CloneRequest) GetMember() string {
@@ -3717,7 +3981,7 @@ type CloneChunk struct {
 
 func (x *CloneChunk) Reset() {
 	*x = CloneChunk{}
-	mi := &file_shard_proto_msgTypes[57]
+	mi := &file_shard_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3729,7 +3993,7 @@ func (x *CloneChunk) String() string {
 func (*CloneChunk) ProtoMessage() {}
 
 func (x *CloneChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_shard_proto_msgTypes[57]
+	mi := &file_shard_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3742,7 +4006,7 @@ func (x *CloneChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloneChunk.ProtoReflect.Descriptor instead.
 func (*CloneChunk) Descriptor() ([]byte, []int) {
-	return file_shard_proto_rawDescGZIP(), []int{57}
+	return file_shard_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *CloneChunk) GetNs() string {
@@ -3797,11 +4061,12 @@ const file_shard_proto_rawDesc = "" +
 	"\x01j\x18\x04 \x01(\bR\x01j\"d\n" +
 	"\vReadOptions\x12'\n" +
 	"\x0fread_preference\x18\x01 \x01(\tR\x0ereadPreference\x12,\n" +
-	"\x12read_concern_level\x18\x02 \x01(\tR\x10readConcernLevel\"@\n" +
+	"\x12read_concern_level\x18\x02 \x01(\tR\x10readConcernLevel\"[\n" +
 	"\vSessionInfo\x12\x12\n" +
 	"\x04lsid\x18\x01 \x01(\fR\x04lsid\x12\x1d\n" +
 	"\n" +
-	"txn_number\x18\x02 \x01(\x03R\ttxnNumber\"k\n" +
+	"txn_number\x18\x02 \x01(\x03R\ttxnNumber\x12\x19\n" +
+	"\bstmt_ids\x18\x03 \x03(\x05R\astmtIds\"k\n" +
 	"\n" +
 	"MongoError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x1b\n" +
@@ -4039,7 +4304,7 @@ const file_shard_proto_rawDesc = "" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12)\n" +
 	"\x04last\x18\x03 \x01(\v2\x15.psdb.shard.v1.OpTimeR\x04last\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x0f\n" +
-	"\rStatusRequest\"\xdf\x01\n" +
+	"\rStatusRequest\"\xaf\x02\n" +
 	"\fMemberStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x14\n" +
@@ -4047,7 +4312,10 @@ const file_shard_proto_rawDesc = "" +
 	"\aapplied\x18\x04 \x01(\v2\x15.psdb.shard.v1.OpTimeR\aapplied\x12/\n" +
 	"\adurable\x18\x05 \x01(\v2\x15.psdb.shard.v1.OpTimeR\adurable\x12\x15\n" +
 	"\x06lag_ms\x18\x06 \x01(\x03R\x05lagMs\x12\x18\n" +
-	"\ahealthy\x18\a \x01(\bR\ahealthy\"\x86\x03\n" +
+	"\ahealthy\x18\a \x01(\bR\ahealthy\x12\x1f\n" +
+	"\vsync_source\x18\b \x01(\tR\n" +
+	"syncSource\x12-\n" +
+	"\x13last_report_unix_ms\x18\t \x01(\x03R\x10lastReportUnixMs\"\x86\x03\n" +
 	"\vStatusReply\x12\x10\n" +
 	"\x03set\x18\x01 \x01(\tR\x03set\x12\x16\n" +
 	"\x06member\x18\x02 \x01(\tR\x06member\x12\x14\n" +
@@ -4064,7 +4332,25 @@ const file_shard_proto_rawDesc = "" +
 	"\x0fStepDownRequest\x12$\n" +
 	"\x0estep_down_secs\x18\x01 \x01(\x03R\fstepDownSecs\x12B\n" +
 	"\x1esecondary_catch_up_period_secs\x18\x02 \x01(\x03R\x1asecondaryCatchUpPeriodSecs\x12\x14\n" +
-	"\x05force\x18\x03 \x01(\bR\x05force\"\x0f\n" +
+	"\x05force\x18\x03 \x01(\bR\x05force\"\\\n" +
+	"\x0fRollbackRequest\x12\x16\n" +
+	"\x06member\x18\x01 \x01(\tR\x06member\x12\x12\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x1d\n" +
+	"\n" +
+	"local_tail\x18\x03 \x03(\fR\tlocalTail\"@\n" +
+	"\fRefetchedDoc\x12\x0e\n" +
+	"\x02ns\x18\x01 \x01(\tR\x02ns\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\fR\x02id\x12\x10\n" +
+	"\x03doc\x18\x03 \x01(\fR\x03doc\"\xc0\x02\n" +
+	"\rRollbackChunk\x12\x14\n" +
+	"\x05found\x18\x01 \x01(\bR\x05found\x12'\n" +
+	"\x0fresync_required\x18\x02 \x01(\bR\x0eresyncRequired\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x128\n" +
+	"\fcommon_point\x18\x04 \x01(\v2\x15.psdb.shard.v1.OpTimeR\vcommonPoint\x12?\n" +
+	"\x10snapshot_op_time\x18\x05 \x01(\v2\x15.psdb.shard.v1.OpTimeR\x0esnapshotOpTime\x12\x18\n" +
+	"\aentries\x18\x06 \x03(\fR\aentries\x12/\n" +
+	"\x04docs\x18\a \x03(\v2\x1b.psdb.shard.v1.RefetchedDocR\x04docs\x12\x12\n" +
+	"\x04done\x18\b \x01(\bR\x04done\"\x0f\n" +
 	"\rStepDownReply\"&\n" +
 	"\fCloneRequest\x12\x16\n" +
 	"\x06member\x18\x01 \x01(\tR\x06member\"\xb0\x01\n" +
@@ -4095,14 +4381,15 @@ const file_shard_proto_rawDesc = "" +
 	"\vListIndexes\x12!.psdb.shard.v1.ListIndexesRequest\x1a\x1f.psdb.shard.v1.ListIndexesReply\x12]\n" +
 	"\x0fListCollections\x12%.psdb.shard.v1.ListCollectionsRequest\x1a#.psdb.shard.v1.ListCollectionsReply\x12K\n" +
 	"\tCollStats\x12\x1f.psdb.shard.v1.CollStatsRequest\x1a\x1d.psdb.shard.v1.CollStatsReply\x12H\n" +
-	"\bValidate\x12\x1e.psdb.shard.v1.ValidateRequest\x1a\x1c.psdb.shard.v1.ValidateReply2\xc6\x03\n" +
+	"\bValidate\x12\x1e.psdb.shard.v1.ValidateRequest\x1a\x1c.psdb.shard.v1.ValidateReply2\x92\x04\n" +
 	"\vReplication\x12I\n" +
 	"\tPullOplog\x12\x1f.psdb.shard.v1.PullOplogRequest\x1a\x19.psdb.shard.v1.OplogBatch0\x01\x12N\n" +
 	"\x0eReportProgress\x12\x1e.psdb.shard.v1.ProgressRequest\x1a\x1c.psdb.shard.v1.ProgressReply\x12C\n" +
 	"\vRequestVote\x12\x1a.psdb.shard.v1.VoteRequest\x1a\x18.psdb.shard.v1.VoteReply\x12B\n" +
 	"\x06Status\x12\x1c.psdb.shard.v1.StatusRequest\x1a\x1a.psdb.shard.v1.StatusReply\x12H\n" +
 	"\bStepDown\x12\x1e.psdb.shard.v1.StepDownRequest\x1a\x1c.psdb.shard.v1.StepDownReply\x12I\n" +
-	"\rCloneSnapshot\x12\x1b.psdb.shard.v1.CloneRequest\x1a\x19.psdb.shard.v1.CloneChunk0\x01B$Z\"github.com/psdb/psdb/proto/shardpbb\x06proto3"
+	"\rCloneSnapshot\x12\x1b.psdb.shard.v1.CloneRequest\x1a\x19.psdb.shard.v1.CloneChunk0\x01\x12J\n" +
+	"\bRollback\x12\x1e.psdb.shard.v1.RollbackRequest\x1a\x1c.psdb.shard.v1.RollbackChunk0\x01B$Z\"github.com/psdb/psdb/proto/shardpbb\x06proto3"
 
 var (
 	file_shard_proto_rawDescOnce sync.Once
@@ -4116,7 +4403,7 @@ func file_shard_proto_rawDescGZIP() []byte {
 	return file_shard_proto_rawDescData
 }
 
-var file_shard_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_shard_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_shard_proto_goTypes = []any{
 	(*ShardVersion)(nil),            // 0: psdb.shard.v1.ShardVersion
 	(*WriteConcern)(nil),            // 1: psdb.shard.v1.WriteConcern
@@ -4173,11 +4460,14 @@ var file_shard_proto_goTypes = []any{
 	(*MemberStatus)(nil),            // 52: psdb.shard.v1.MemberStatus
 	(*StatusReply)(nil),             // 53: psdb.shard.v1.StatusReply
 	(*StepDownRequest)(nil),         // 54: psdb.shard.v1.StepDownRequest
-	(*StepDownReply)(nil),           // 55: psdb.shard.v1.StepDownReply
-	(*CloneRequest)(nil),            // 56: psdb.shard.v1.CloneRequest
-	(*CloneChunk)(nil),              // 57: psdb.shard.v1.CloneChunk
-	nil,                             // 58: psdb.shard.v1.CollStatsReply.IndexSizesEntry
-	nil,                             // 59: psdb.shard.v1.ValidateReply.KeysPerIndexEntry
+	(*RollbackRequest)(nil),         // 55: psdb.shard.v1.RollbackRequest
+	(*RefetchedDoc)(nil),            // 56: psdb.shard.v1.RefetchedDoc
+	(*RollbackChunk)(nil),           // 57: psdb.shard.v1.RollbackChunk
+	(*StepDownReply)(nil),           // 58: psdb.shard.v1.StepDownReply
+	(*CloneRequest)(nil),            // 59: psdb.shard.v1.CloneRequest
+	(*CloneChunk)(nil),              // 60: psdb.shard.v1.CloneChunk
+	nil,                             // 61: psdb.shard.v1.CollStatsReply.IndexSizesEntry
+	nil,                             // 62: psdb.shard.v1.ValidateReply.KeysPerIndexEntry
 }
 var file_shard_proto_depIdxs = []int32{
 	1,  // 0: psdb.shard.v1.InsertRequest.write_concern:type_name -> psdb.shard.v1.WriteConcern
@@ -4215,8 +4505,8 @@ var file_shard_proto_depIdxs = []int32{
 	0,  // 32: psdb.shard.v1.CreateIndexesRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
 	0,  // 33: psdb.shard.v1.DropIndexesRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
 	39, // 34: psdb.shard.v1.ListCollectionsReply.collections:type_name -> psdb.shard.v1.CollectionInfo
-	58, // 35: psdb.shard.v1.CollStatsReply.index_sizes:type_name -> psdb.shard.v1.CollStatsReply.IndexSizesEntry
-	59, // 36: psdb.shard.v1.ValidateReply.keys_per_index:type_name -> psdb.shard.v1.ValidateReply.KeysPerIndexEntry
+	61, // 35: psdb.shard.v1.CollStatsReply.index_sizes:type_name -> psdb.shard.v1.CollStatsReply.IndexSizesEntry
+	62, // 36: psdb.shard.v1.ValidateReply.keys_per_index:type_name -> psdb.shard.v1.ValidateReply.KeysPerIndexEntry
 	5,  // 37: psdb.shard.v1.PullOplogRequest.after:type_name -> psdb.shard.v1.OpTime
 	5,  // 38: psdb.shard.v1.OplogBatch.commit_point:type_name -> psdb.shard.v1.OpTime
 	5,  // 39: psdb.shard.v1.OplogBatch.common_point:type_name -> psdb.shard.v1.OpTime
@@ -4231,62 +4521,67 @@ var file_shard_proto_depIdxs = []int32{
 	5,  // 48: psdb.shard.v1.StatusReply.durable:type_name -> psdb.shard.v1.OpTime
 	5,  // 49: psdb.shard.v1.StatusReply.commit_point:type_name -> psdb.shard.v1.OpTime
 	52, // 50: psdb.shard.v1.StatusReply.members:type_name -> psdb.shard.v1.MemberStatus
-	5,  // 51: psdb.shard.v1.CloneChunk.snapshot_op_time:type_name -> psdb.shard.v1.OpTime
-	6,  // 52: psdb.shard.v1.Shard.Insert:input_type -> psdb.shard.v1.InsertRequest
-	8,  // 53: psdb.shard.v1.Shard.Update:input_type -> psdb.shard.v1.UpdateRequest
-	10, // 54: psdb.shard.v1.Shard.Delete:input_type -> psdb.shard.v1.DeleteRequest
-	14, // 55: psdb.shard.v1.Shard.FindAndModify:input_type -> psdb.shard.v1.FindAndModifyRequest
-	16, // 56: psdb.shard.v1.Shard.Find:input_type -> psdb.shard.v1.FindRequest
-	18, // 57: psdb.shard.v1.Shard.GetMore:input_type -> psdb.shard.v1.GetMoreRequest
-	19, // 58: psdb.shard.v1.Shard.KillCursors:input_type -> psdb.shard.v1.KillCursorsRequest
-	21, // 59: psdb.shard.v1.Shard.Count:input_type -> psdb.shard.v1.CountRequest
-	23, // 60: psdb.shard.v1.Shard.Distinct:input_type -> psdb.shard.v1.DistinctRequest
-	25, // 61: psdb.shard.v1.Shard.Aggregate:input_type -> psdb.shard.v1.AggregateRequest
-	26, // 62: psdb.shard.v1.Shard.Explain:input_type -> psdb.shard.v1.ExplainRequest
-	28, // 63: psdb.shard.v1.Shard.CreateCollection:input_type -> psdb.shard.v1.CreateCollectionRequest
-	30, // 64: psdb.shard.v1.Shard.DropCollection:input_type -> psdb.shard.v1.DropCollectionRequest
-	32, // 65: psdb.shard.v1.Shard.CreateIndexes:input_type -> psdb.shard.v1.CreateIndexesRequest
-	34, // 66: psdb.shard.v1.Shard.DropIndexes:input_type -> psdb.shard.v1.DropIndexesRequest
-	36, // 67: psdb.shard.v1.Shard.ListIndexes:input_type -> psdb.shard.v1.ListIndexesRequest
-	38, // 68: psdb.shard.v1.Shard.ListCollections:input_type -> psdb.shard.v1.ListCollectionsRequest
-	41, // 69: psdb.shard.v1.Shard.CollStats:input_type -> psdb.shard.v1.CollStatsRequest
-	43, // 70: psdb.shard.v1.Shard.Validate:input_type -> psdb.shard.v1.ValidateRequest
-	45, // 71: psdb.shard.v1.Replication.PullOplog:input_type -> psdb.shard.v1.PullOplogRequest
-	47, // 72: psdb.shard.v1.Replication.ReportProgress:input_type -> psdb.shard.v1.ProgressRequest
-	49, // 73: psdb.shard.v1.Replication.RequestVote:input_type -> psdb.shard.v1.VoteRequest
-	51, // 74: psdb.shard.v1.Replication.Status:input_type -> psdb.shard.v1.StatusRequest
-	54, // 75: psdb.shard.v1.Replication.StepDown:input_type -> psdb.shard.v1.StepDownRequest
-	56, // 76: psdb.shard.v1.Replication.CloneSnapshot:input_type -> psdb.shard.v1.CloneRequest
-	13, // 77: psdb.shard.v1.Shard.Insert:output_type -> psdb.shard.v1.WriteReply
-	13, // 78: psdb.shard.v1.Shard.Update:output_type -> psdb.shard.v1.WriteReply
-	13, // 79: psdb.shard.v1.Shard.Delete:output_type -> psdb.shard.v1.WriteReply
-	15, // 80: psdb.shard.v1.Shard.FindAndModify:output_type -> psdb.shard.v1.FindAndModifyReply
-	17, // 81: psdb.shard.v1.Shard.Find:output_type -> psdb.shard.v1.CursorReply
-	17, // 82: psdb.shard.v1.Shard.GetMore:output_type -> psdb.shard.v1.CursorReply
-	20, // 83: psdb.shard.v1.Shard.KillCursors:output_type -> psdb.shard.v1.KillCursorsReply
-	22, // 84: psdb.shard.v1.Shard.Count:output_type -> psdb.shard.v1.CountReply
-	24, // 85: psdb.shard.v1.Shard.Distinct:output_type -> psdb.shard.v1.DistinctReply
-	17, // 86: psdb.shard.v1.Shard.Aggregate:output_type -> psdb.shard.v1.CursorReply
-	27, // 87: psdb.shard.v1.Shard.Explain:output_type -> psdb.shard.v1.ExplainReply
-	29, // 88: psdb.shard.v1.Shard.CreateCollection:output_type -> psdb.shard.v1.CreateCollectionReply
-	31, // 89: psdb.shard.v1.Shard.DropCollection:output_type -> psdb.shard.v1.DropCollectionReply
-	33, // 90: psdb.shard.v1.Shard.CreateIndexes:output_type -> psdb.shard.v1.CreateIndexesReply
-	35, // 91: psdb.shard.v1.Shard.DropIndexes:output_type -> psdb.shard.v1.DropIndexesReply
-	37, // 92: psdb.shard.v1.Shard.ListIndexes:output_type -> psdb.shard.v1.ListIndexesReply
-	40, // 93: psdb.shard.v1.Shard.ListCollections:output_type -> psdb.shard.v1.ListCollectionsReply
-	42, // 94: psdb.shard.v1.Shard.CollStats:output_type -> psdb.shard.v1.CollStatsReply
-	44, // 95: psdb.shard.v1.Shard.Validate:output_type -> psdb.shard.v1.ValidateReply
-	46, // 96: psdb.shard.v1.Replication.PullOplog:output_type -> psdb.shard.v1.OplogBatch
-	48, // 97: psdb.shard.v1.Replication.ReportProgress:output_type -> psdb.shard.v1.ProgressReply
-	50, // 98: psdb.shard.v1.Replication.RequestVote:output_type -> psdb.shard.v1.VoteReply
-	53, // 99: psdb.shard.v1.Replication.Status:output_type -> psdb.shard.v1.StatusReply
-	55, // 100: psdb.shard.v1.Replication.StepDown:output_type -> psdb.shard.v1.StepDownReply
-	57, // 101: psdb.shard.v1.Replication.CloneSnapshot:output_type -> psdb.shard.v1.CloneChunk
-	77, // [77:102] is the sub-list for method output_type
-	52, // [52:77] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	5,  // 51: psdb.shard.v1.RollbackChunk.common_point:type_name -> psdb.shard.v1.OpTime
+	5,  // 52: psdb.shard.v1.RollbackChunk.snapshot_op_time:type_name -> psdb.shard.v1.OpTime
+	56, // 53: psdb.shard.v1.RollbackChunk.docs:type_name -> psdb.shard.v1.RefetchedDoc
+	5,  // 54: psdb.shard.v1.CloneChunk.snapshot_op_time:type_name -> psdb.shard.v1.OpTime
+	6,  // 55: psdb.shard.v1.Shard.Insert:input_type -> psdb.shard.v1.InsertRequest
+	8,  // 56: psdb.shard.v1.Shard.Update:input_type -> psdb.shard.v1.UpdateRequest
+	10, // 57: psdb.shard.v1.Shard.Delete:input_type -> psdb.shard.v1.DeleteRequest
+	14, // 58: psdb.shard.v1.Shard.FindAndModify:input_type -> psdb.shard.v1.FindAndModifyRequest
+	16, // 59: psdb.shard.v1.Shard.Find:input_type -> psdb.shard.v1.FindRequest
+	18, // 60: psdb.shard.v1.Shard.GetMore:input_type -> psdb.shard.v1.GetMoreRequest
+	19, // 61: psdb.shard.v1.Shard.KillCursors:input_type -> psdb.shard.v1.KillCursorsRequest
+	21, // 62: psdb.shard.v1.Shard.Count:input_type -> psdb.shard.v1.CountRequest
+	23, // 63: psdb.shard.v1.Shard.Distinct:input_type -> psdb.shard.v1.DistinctRequest
+	25, // 64: psdb.shard.v1.Shard.Aggregate:input_type -> psdb.shard.v1.AggregateRequest
+	26, // 65: psdb.shard.v1.Shard.Explain:input_type -> psdb.shard.v1.ExplainRequest
+	28, // 66: psdb.shard.v1.Shard.CreateCollection:input_type -> psdb.shard.v1.CreateCollectionRequest
+	30, // 67: psdb.shard.v1.Shard.DropCollection:input_type -> psdb.shard.v1.DropCollectionRequest
+	32, // 68: psdb.shard.v1.Shard.CreateIndexes:input_type -> psdb.shard.v1.CreateIndexesRequest
+	34, // 69: psdb.shard.v1.Shard.DropIndexes:input_type -> psdb.shard.v1.DropIndexesRequest
+	36, // 70: psdb.shard.v1.Shard.ListIndexes:input_type -> psdb.shard.v1.ListIndexesRequest
+	38, // 71: psdb.shard.v1.Shard.ListCollections:input_type -> psdb.shard.v1.ListCollectionsRequest
+	41, // 72: psdb.shard.v1.Shard.CollStats:input_type -> psdb.shard.v1.CollStatsRequest
+	43, // 73: psdb.shard.v1.Shard.Validate:input_type -> psdb.shard.v1.ValidateRequest
+	45, // 74: psdb.shard.v1.Replication.PullOplog:input_type -> psdb.shard.v1.PullOplogRequest
+	47, // 75: psdb.shard.v1.Replication.ReportProgress:input_type -> psdb.shard.v1.ProgressRequest
+	49, // 76: psdb.shard.v1.Replication.RequestVote:input_type -> psdb.shard.v1.VoteRequest
+	51, // 77: psdb.shard.v1.Replication.Status:input_type -> psdb.shard.v1.StatusRequest
+	54, // 78: psdb.shard.v1.Replication.StepDown:input_type -> psdb.shard.v1.StepDownRequest
+	59, // 79: psdb.shard.v1.Replication.CloneSnapshot:input_type -> psdb.shard.v1.CloneRequest
+	55, // 80: psdb.shard.v1.Replication.Rollback:input_type -> psdb.shard.v1.RollbackRequest
+	13, // 81: psdb.shard.v1.Shard.Insert:output_type -> psdb.shard.v1.WriteReply
+	13, // 82: psdb.shard.v1.Shard.Update:output_type -> psdb.shard.v1.WriteReply
+	13, // 83: psdb.shard.v1.Shard.Delete:output_type -> psdb.shard.v1.WriteReply
+	15, // 84: psdb.shard.v1.Shard.FindAndModify:output_type -> psdb.shard.v1.FindAndModifyReply
+	17, // 85: psdb.shard.v1.Shard.Find:output_type -> psdb.shard.v1.CursorReply
+	17, // 86: psdb.shard.v1.Shard.GetMore:output_type -> psdb.shard.v1.CursorReply
+	20, // 87: psdb.shard.v1.Shard.KillCursors:output_type -> psdb.shard.v1.KillCursorsReply
+	22, // 88: psdb.shard.v1.Shard.Count:output_type -> psdb.shard.v1.CountReply
+	24, // 89: psdb.shard.v1.Shard.Distinct:output_type -> psdb.shard.v1.DistinctReply
+	17, // 90: psdb.shard.v1.Shard.Aggregate:output_type -> psdb.shard.v1.CursorReply
+	27, // 91: psdb.shard.v1.Shard.Explain:output_type -> psdb.shard.v1.ExplainReply
+	29, // 92: psdb.shard.v1.Shard.CreateCollection:output_type -> psdb.shard.v1.CreateCollectionReply
+	31, // 93: psdb.shard.v1.Shard.DropCollection:output_type -> psdb.shard.v1.DropCollectionReply
+	33, // 94: psdb.shard.v1.Shard.CreateIndexes:output_type -> psdb.shard.v1.CreateIndexesReply
+	35, // 95: psdb.shard.v1.Shard.DropIndexes:output_type -> psdb.shard.v1.DropIndexesReply
+	37, // 96: psdb.shard.v1.Shard.ListIndexes:output_type -> psdb.shard.v1.ListIndexesReply
+	40, // 97: psdb.shard.v1.Shard.ListCollections:output_type -> psdb.shard.v1.ListCollectionsReply
+	42, // 98: psdb.shard.v1.Shard.CollStats:output_type -> psdb.shard.v1.CollStatsReply
+	44, // 99: psdb.shard.v1.Shard.Validate:output_type -> psdb.shard.v1.ValidateReply
+	46, // 100: psdb.shard.v1.Replication.PullOplog:output_type -> psdb.shard.v1.OplogBatch
+	48, // 101: psdb.shard.v1.Replication.ReportProgress:output_type -> psdb.shard.v1.ProgressReply
+	50, // 102: psdb.shard.v1.Replication.RequestVote:output_type -> psdb.shard.v1.VoteReply
+	53, // 103: psdb.shard.v1.Replication.Status:output_type -> psdb.shard.v1.StatusReply
+	58, // 104: psdb.shard.v1.Replication.StepDown:output_type -> psdb.shard.v1.StepDownReply
+	60, // 105: psdb.shard.v1.Replication.CloneSnapshot:output_type -> psdb.shard.v1.CloneChunk
+	57, // 106: psdb.shard.v1.Replication.Rollback:output_type -> psdb.shard.v1.RollbackChunk
+	81, // [81:107] is the sub-list for method output_type
+	55, // [55:81] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_shard_proto_init() }
@@ -4303,7 +4598,7 @@ func file_shard_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shard_proto_rawDesc), len(file_shard_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   60,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -829,6 +829,7 @@ const (
 	Replication_Status_FullMethodName         = "/psdb.shard.v1.Replication/Status"
 	Replication_StepDown_FullMethodName       = "/psdb.shard.v1.Replication/StepDown"
 	Replication_CloneSnapshot_FullMethodName  = "/psdb.shard.v1.Replication/CloneSnapshot"
+	Replication_Rollback_FullMethodName       = "/psdb.shard.v1.Replication/Rollback"
 )
 
 // ReplicationClient is the client API for Replication service.
@@ -841,6 +842,7 @@ type ReplicationClient interface {
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusReply, error)
 	StepDown(ctx context.Context, in *StepDownRequest, opts ...grpc.CallOption) (*StepDownReply, error)
 	CloneSnapshot(ctx context.Context, in *CloneRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CloneChunk], error)
+	Rollback(ctx context.Context, in *RollbackRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RollbackChunk], error)
 }
 
 type replicationClient struct {
@@ -929,6 +931,25 @@ func (c *replicationClient) CloneSnapshot(ctx context.Context, in *CloneRequest,
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Replication_CloneSnapshotClient = grpc.ServerStreamingClient[CloneChunk]
 
+func (c *replicationClient) Rollback(ctx context.Context, in *RollbackRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RollbackChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Replication_ServiceDesc.Streams[2], Replication_Rollback_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RollbackRequest, RollbackChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Replication_RollbackClient = grpc.ServerStreamingClient[RollbackChunk]
+
 // ReplicationServer is the server API for Replication service.
 // All implementations must embed UnimplementedReplicationServer
 // for forward compatibility.
@@ -939,6 +960,7 @@ type ReplicationServer interface {
 	Status(context.Context, *StatusRequest) (*StatusReply, error)
 	StepDown(context.Context, *StepDownRequest) (*StepDownReply, error)
 	CloneSnapshot(*CloneRequest, grpc.ServerStreamingServer[CloneChunk]) error
+	Rollback(*RollbackRequest, grpc.ServerStreamingServer[RollbackChunk]) error
 	mustEmbedUnimplementedReplicationServer()
 }
 
@@ -966,6 +988,9 @@ func (UnimplementedReplicationServer) StepDown(context.Context, *StepDownRequest
 }
 func (UnimplementedReplicationServer) CloneSnapshot(*CloneRequest, grpc.ServerStreamingServer[CloneChunk]) error {
 	return status.Error(codes.Unimplemented, "method CloneSnapshot not implemented")
+}
+func (UnimplementedReplicationServer) Rollback(*RollbackRequest, grpc.ServerStreamingServer[RollbackChunk]) error {
+	return status.Error(codes.Unimplemented, "method Rollback not implemented")
 }
 func (UnimplementedReplicationServer) mustEmbedUnimplementedReplicationServer() {}
 func (UnimplementedReplicationServer) testEmbeddedByValue()                     {}
@@ -1082,6 +1107,17 @@ func _Replication_CloneSnapshot_Handler(srv interface{}, stream grpc.ServerStrea
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Replication_CloneSnapshotServer = grpc.ServerStreamingServer[CloneChunk]
 
+func _Replication_Rollback_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(RollbackRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ReplicationServer).Rollback(m, &grpc.GenericServerStream[RollbackRequest, RollbackChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Replication_RollbackServer = grpc.ServerStreamingServer[RollbackChunk]
+
 // Replication_ServiceDesc is the grpc.ServiceDesc for Replication service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1115,6 +1151,11 @@ var Replication_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "CloneSnapshot",
 			Handler:       _Replication_CloneSnapshot_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Rollback",
+			Handler:       _Replication_Rollback_Handler,
 			ServerStreams: true,
 		},
 	},
