@@ -87,6 +87,10 @@ func (e *Engine) ApplyOplog(ctx context.Context, entries []OplogEntry) error {
 	if err := e.lock(ctx); err != nil {
 		return err
 	}
+	if e.syncPending.Load() {
+		e.unlock()
+		return fmt.Errorf("apply oplog: %w", ErrInitialSyncPending)
+	}
 	t := e.newTxn("applyOplog", "", start)
 	t.replica = true
 	term := e.term.Load()
@@ -114,7 +118,17 @@ func (e *Engine) ApplyOplog(ctx context.Context, entries []OplogEntry) error {
 			t.abort()
 			return fmt.Errorf("entry %s has an older term than the local last entry %s: %w", at, t.last, ErrOplogDiverged)
 		}
-		if err := t.applyEntry(en, cmds[i]); err != nil {
+		if v := e.voted.Load(); en.Term < v {
+			// The fencing promise of a vote (vote.go): checked under the
+			// write lock, which Vote holds too.
+			t.abort()
+			return mongoerr.New(mongoerr.StaleTerm, "entry %s is from a term older than term %d, which this member promised in a vote", at, v)
+		}
+		err := t.applyEntry(en, cmds[i])
+		if err == nil && en.Stmt != nil {
+			err = t.applyStmt(*en.Stmt, at) // the statement record of the primary's batch (session.go)
+		}
+		if err != nil {
 			t.abort()
 			if isClientError(err) {
 				return fmt.Errorf("apply entry %s (%s %s): %v: %w", at, en.Op, en.NS, err, ErrOplogDiverged)
@@ -187,9 +201,19 @@ func checkEntry(en *OplogEntry) (applyCommand, error) {
 			return bad("delete without an _id")
 		}
 	case OpCommand:
+		if en.Stmt != nil {
+			return bad("a command cannot complete a retryable statement")
+		}
 		return parseCommand(en, bad)
+	case OpNoop:
+		if err := checkNoopEntry(en); err != nil {
+			return bad("%v", err)
+		}
 	default:
 		return bad("unknown op %q", en.Op)
+	}
+	if err := checkStmtEntry(en); err != nil {
+		return bad("%v", err)
 	}
 	return applyCommand{}, nil
 }
@@ -286,6 +310,8 @@ func (t *txn) applyEntry(en *OplogEntry, cmd applyCommand) error {
 			return nil
 		}
 		return t.removeDoc(c, en.ID)
+	case OpNoop:
+		return nil // stored as is; its statement record, if any, by ApplyOplog
 	}
 	var err error
 	switch cmd.kind {
@@ -380,8 +406,10 @@ func (t *txn) removeDoc(c *collection, id bson.RawValue) error {
 
 // HasOplogEntry reports whether the local oplog holds an entry with exactly
 // this optime (term and index). The zero-index optime is before every log
-// and is always held. A primary uses it to check that a puller's last
-// entry is in its own log.
+// and is always held, and so is the oplog's base (clone.go: the newest
+// entry removed by retention, or an initial sync's snapshot), which was in
+// this log. A primary uses it to check that a puller's last entry is in
+// its own log.
 func (e *Engine) HasOplogEntry(t OpTime) (bool, error) {
 	if t.Index == 0 {
 		return true, nil
@@ -392,7 +420,8 @@ func (e *Engine) HasOplogEntry(t OpTime) (bool, error) {
 	defer e.end()
 	_, closer, err := e.db.Get(oplogKey(t))
 	if errors.Is(err, pebble.ErrNotFound) {
-		return false, nil
+		base, err := e.oplogBase()
+		return err == nil && base == t, err
 	}
 	if err != nil {
 		return false, fmt.Errorf("read oplog entry %s: %w", t, err)
@@ -403,6 +432,9 @@ func (e *Engine) HasOplogEntry(t OpTime) (bool, error) {
 
 // FirstOpTime returns the optime of the oldest entry the oplog still holds
 // (retention may have removed older ones); ok is false for an empty oplog.
+// An oplog emptied by an initial sync at snapshot S (clone.go) answers
+// {S.Term, S.Index+1}, the position of the first entry it will hold, so
+// that a puller before S is told it is stale.
 func (e *Engine) FirstOpTime() (t OpTime, ok bool, err error) {
 	if err := e.begin(); err != nil {
 		return OpTime{}, false, err
@@ -417,6 +449,10 @@ func (e *Engine) FirstOpTime() (t OpTime, ok bool, err error) {
 		if o, err = decodeOplogEntry(it.Key(), it.Value()); err == nil {
 			t, ok = o.OpTime(), true
 		}
+	} else if base, berr := e.oplogBase(); berr != nil {
+		err = berr
+	} else if base.Index > 0 {
+		t, ok = OpTime{Term: base.Term, Index: base.Index + 1}, true
 	}
 	if cerr := errors.Join(it.Error(), it.Close()); cerr != nil {
 		return OpTime{}, false, fmt.Errorf("read oplog: %w", cerr)

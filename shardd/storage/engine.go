@@ -80,6 +80,12 @@ type Engine struct {
 	last  OpTime // newest oplog entry applied (visible, maybe not yet synced)
 	// term is stamped on new oplog entries; stored only under writeLock.
 	term atomic.Uint64
+	// voted is the newest term promised in a vote (vote.go); stored only
+	// under writeLock, so ApplyOplog's check of it and a vote serialize.
+	voted atomic.Uint64
+	// syncPending is set while an initial sync is in progress (clone.go);
+	// stored only under writeLock.
+	syncPending atomic.Bool
 
 	// cat is the published catalog (immutable; copy on write).
 	cat atomic.Pointer[catalog]
@@ -226,6 +232,12 @@ func (e *Engine) load(fresh bool) error {
 		return fmt.Errorf("term %d: %w", tr.Term, ErrCorrupt)
 	}
 	e.term.Store(uint64(tr.Term))
+	if err := e.loadVote(); err != nil {
+		return err
+	}
+	if err := e.loadInitialSync(); err != nil {
+		return err
+	}
 	val, err = e.getMeta(metaKey(metaLastOp))
 	if err != nil {
 		return err

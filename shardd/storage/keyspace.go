@@ -12,6 +12,10 @@ const (
 	prefixIndex byte = 'i' // i | collID(4) | indexID(4) | tuple | key(_id) | len(key(_id))(4)
 	prefixOplog byte = 'o' // o | term(8) | index(8)
 	prefixMeta  byte = 'm' // m | kind | ...
+	// Retryable-write statement records (session.go): the result of a
+	// statement, written in the batch of its write and carried by its
+	// oplog entry. Removed only when the session starts a newer txnNumber.
+	prefixSession byte = 's' // s | len(lsid)(2) | lsid | txnNumber(8) | stmtId(4) → optime(16) | BSON result
 )
 
 // Metadata kinds: the byte after prefixMeta.
@@ -22,7 +26,26 @@ const (
 	metaStats  byte = 's' // m s | collID(4)    → statsRecord
 	metaTerm   byte = 't' // m t                → termRecord
 	metaLastOp byte = 'l' // m l                → term(8) | index(8) of the newest oplog entry
+	metaVote   byte = 'v' // m v                → termRecord: the newest term this member promised in a vote (vote.go)
+	// m y → syncMarkRecord, present while an initial sync is in progress (clone.go)
+	metaInitialSync byte = 'y'
+	// m b → term(8) | index(8) of the newest entry no longer in the oplog:
+	// removed by retention, or the snapshot an initial sync installed (clone.go)
+	metaOplogBase byte = 'b'
 )
+
+// resetKeepKeys are the only keys ResetForInitialSync (clone.go) keeps: the
+// member's identity and promises, not its data. Every other key, whatever
+// its prefix, is deleted by the reset, so a new kind of data (documents,
+// session records, ...) is reset without further work; a new key that
+// must SURVIVE a resync (a promise, an identity) must be added here.
+// Keys starting with 0xff are reserved (the reset's upper bound).
+var resetKeepKeys = [][]byte{
+	metaKey(metaFormat), // what this directory is
+	metaKey(metaIDs),    // IDs are never reused within a store's lifetime
+	metaKey(metaTerm),   // terms never go back
+	metaKey(metaVote),   // a vote is a promise (vote.go)
+}
 
 // idTrailerLen is the width of the trailer that ends every index entry key:
 // the length of the key(_id) before it, big-endian. It lets a reader split

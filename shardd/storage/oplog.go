@@ -49,6 +49,7 @@ const (
 	OpUpdate  = "u" // Doc is the full post-image
 	OpDelete  = "d" // ID is the deleted _id
 	OpCommand = "c" // NS is "<db>.$cmd", Doc the command ({create: …}, {drop: …}, {createIndexes: …}, {dropIndexes: …})
+	OpNoop    = "n" // Doc is a message; changes no data (noop.go), may carry a statement record (session.go)
 )
 
 // OplogEntry is one record of the oplog. Applying entries in order to a
@@ -61,8 +62,11 @@ type OplogEntry struct {
 	Op          string
 	NS          string
 	ID          bson.RawValue // _id of the document ("i", "u", "d")
-	Doc         bson.Raw      // document ("i", "u") or command ("c")
+	Doc         bson.Raw      // document ("i", "u"), command ("c") or message ("n")
 	Wall        time.Time
+	// Stmt, when set, is the retryable-write statement this entry
+	// completes and its result; applying the entry records it (session.go).
+	Stmt *StmtWrite
 }
 
 // OpTime returns the entry's position.
@@ -76,6 +80,11 @@ type oplogRecord struct {
 	ID    bson.RawValue `bson:"id,omitempty"`
 	Doc   bson.Raw      `bson:"o,omitempty"`
 	Wall  time.Time     `bson:"wall"`
+	// Retryable-write statement (session.go), all four or none.
+	LSID []byte   `bson:"lsid,omitempty"`
+	Txn  int64    `bson:"txn,omitempty"`
+	Stmt *int32   `bson:"stmt,omitempty"`
+	Res  bson.Raw `bson:"res,omitempty"`
 }
 
 // encodeOplogEntry builds the stored form of o by hand (it is on every
@@ -95,21 +104,27 @@ func encodeOplogEntry(o OplogEntry) []byte {
 		b = bsoncore.AppendDocumentElement(b, "o", o.Doc)
 	}
 	b = bsoncore.AppendDateTimeElement(b, "wall", o.Wall.UnixMilli())
+	if o.Stmt != nil {
+		b = appendStmtFields(b, o.Stmt)
+	}
 	b, _ = bsoncore.AppendDocumentEnd(b, idx)
 	return b
 }
 
-func decodeOplogEntry(key, val []byte) (OplogEntry, error) {
+func decodeOplogEntry(key, val []byte) (o OplogEntry, err error) {
 	var r oplogRecord
 	if err := bson.Unmarshal(val, &r); err != nil {
 		return OplogEntry{}, fmt.Errorf("oplog entry %x: %v: %w", key, err, ErrCorrupt)
 	}
-	o := OplogEntry{Term: uint64(r.Term), Index: uint64(r.Index), Op: r.Op, NS: r.NS, Wall: r.Wall.UTC()}
+	o = OplogEntry{Term: uint64(r.Term), Index: uint64(r.Index), Op: r.Op, NS: r.NS, Wall: r.Wall.UTC()}
 	if r.ID.Type != 0 {
 		o.ID = bson.RawValue{Type: r.ID.Type, Value: append([]byte(nil), r.ID.Value...)}
 	}
 	if r.Doc != nil {
 		o.Doc = append(bson.Raw(nil), r.Doc...)
+	}
+	if o.Stmt, err = stmtFromRecord(&r); err != nil {
+		return OplogEntry{}, fmt.Errorf("oplog entry %x: %v: %w", key, err, ErrCorrupt)
 	}
 	if string(oplogKey(o.OpTime())) != string(key) {
 		return OplogEntry{}, fmt.Errorf("oplog entry %x holds optime %s: %w", key, o.OpTime(), ErrCorrupt)
@@ -193,17 +208,12 @@ func (e *Engine) ReadOplog(from OpTime, limit int) ([]OplogEntry, error) {
 	return out, nil
 }
 
-// TruncateOplogBefore deletes the oplog entries older than t (retention).
+// TruncateOplogBefore deletes the oplog entries older than t (retention),
+// never the newest one; see TruncateOplog (retention.go).
 // LastOpTime is unaffected: it is kept in the metadata.
 func (e *Engine) TruncateOplogBefore(t OpTime) error {
-	if err := e.begin(); err != nil {
-		return err
-	}
-	defer e.end()
-	if err := e.db.DeleteRange([]byte{prefixOplog}, oplogKey(t), e.writeOptions()); err != nil {
-		return fmt.Errorf("truncate oplog before %s: %w", t, err)
-	}
-	return nil
+	_, err := e.TruncateOplog(context.Background(), t)
+	return err
 }
 
 func (e *Engine) writeOptions() *pebble.WriteOptions {

@@ -38,6 +38,10 @@ type txn struct {
 	// code paths it shares with local writes (ensureCollection, insertDoc,
 	// the DDL bodies) must not add entries of their own.
 	replica bool
+	// stmt, when set, is the retryable-write statement of the data entry
+	// the write adds next: oplog attaches it to that entry and records it
+	// in the batch (session.go).
+	stmt *StmtWrite
 }
 
 // slowWrite is the duration from which a write is logged as slow.
@@ -143,9 +147,12 @@ func (t *txn) oplog(op, ns string, id bson.RawValue, doc bson.Raw) OpTime {
 		return t.last // ApplyOplog writes the primary's entry itself
 	}
 	t.last = OpTime{Term: t.term, Index: t.last.Index + 1}
-	_ = t.b.Set(oplogKey(t.last), encodeOplogEntry(OplogEntry{
-		Term: t.last.Term, Index: t.last.Index, Op: op, NS: ns, ID: id, Doc: doc, Wall: t.wall,
-	}), nil)
+	en := OplogEntry{Term: t.last.Term, Index: t.last.Index, Op: op, NS: ns, ID: id, Doc: doc, Wall: t.wall}
+	if t.stmt != nil && op != OpCommand {
+		en.Stmt, t.stmt = t.stmt, nil
+		t.putStmt(*en.Stmt, t.last)
+	}
+	_ = t.b.Set(oplogKey(t.last), encodeOplogEntry(en), nil)
 	t.entries++
 	return t.last
 }

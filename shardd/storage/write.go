@@ -18,6 +18,10 @@ type WriteOptions struct {
 	// insert does: the documents before it are written, the ones after it
 	// are not attempted. Unordered attempts every document.
 	Ordered bool
+	// Stmts, when set, makes the documents retryable statements
+	// (session.go): Stmts[i] is docs[i]'s statement (a zero StmtWrite: an
+	// ordinary document). A recorded statement is not written again.
+	Stmts []StmtWrite
 }
 
 // WriteResult is the outcome for one document of an Insert.
@@ -25,6 +29,10 @@ type WriteResult struct {
 	ID     bson.RawValue // the document's _id (the generated one if it had none)
 	OpTime OpTime        // its oplog entry; zero when Err is set
 	Err    error         // why this document was not written; nil when it was
+	// Retried (WriteOptions.Stmts) is the first execution's record of a
+	// statement recorded already: nothing was written, OpTime is the
+	// record's.
+	Retried *StmtRecord
 }
 
 // Insert writes documents to ns, creating the collection if needed.
@@ -51,6 +59,9 @@ func (e *Engine) Insert(ctx context.Context, ns string, docs []bson.Raw, opts Wr
 	start := time.Now()
 	if err := ValidateNamespace(ns); err != nil {
 		return nil, err
+	}
+	if opts.Stmts != nil && len(opts.Stmts) != len(docs) {
+		return nil, mongoerr.New(mongoerr.BadValue, "%d statements for %d documents", len(opts.Stmts), len(docs))
 	}
 	type prepared struct {
 		doc   bson.Raw
@@ -84,7 +95,16 @@ func (e *Engine) Insert(ctx context.Context, ns string, docs []bson.Raw, opts Wr
 	for i := range preps {
 		p := &preps[i]
 		r := WriteResult{ID: p.id, Err: p.err}
-		if r.Err == nil {
+		if r.Err == nil && opts.Stmts != nil {
+			if r.Retried, r.Err = t.insertStmt(&opts.Stmts[i]); r.Retried != nil {
+				r.OpTime = r.Retried.OpTime
+			}
+			if r.Err != nil && !isClientError(r.Err) {
+				t.abort()
+				return nil, r.Err
+			}
+		}
+		if r.Err == nil && r.Retried == nil {
 			c, err := t.ensureCollection(ns)
 			if err != nil {
 				t.abort()
@@ -95,6 +115,7 @@ func (e *Engine) Insert(ctx context.Context, ns string, docs []bson.Raw, opts Wr
 				ikeys = nil // the index list changed since; insertDoc recomputes
 			}
 			r.OpTime, r.Err = t.insertDoc(c, p.doc, p.id, p.idk, ikeys)
+			t.stmt = nil // consumed by the entry, or not recorded: the document failed
 			if r.Err != nil && !isClientError(r.Err) {
 				t.abort()
 				return nil, r.Err
@@ -175,38 +196,49 @@ func (t *txn) insertDoc(c *collection, doc bson.Raw, id bson.RawValue, idk []byt
 // Errors: those of Insert's document checks, DuplicateKey (11000) for a
 // unique index, CannotIndexParallelArrays (171).
 func (e *Engine) Replace(ctx context.Context, ns string, id bson.RawValue, doc bson.Raw) (bool, error) {
+	out, err := e.replace(ctx, ns, id, doc, nil)
+	return out.Written, err
+}
+
+// replace is Replace, as a retryable statement when w is set (session.go).
+func (e *Engine) replace(ctx context.Context, ns string, id bson.RawValue, doc bson.Raw, w *StmtWrite) (StmtOutcome, error) {
+	var none StmtOutcome
 	if err := e.begin(); err != nil {
-		return false, err
+		return none, err
 	}
 	defer e.end()
 	start := time.Now()
 	if err := checkID(id); err != nil {
-		return false, err
+		return none, err
 	}
 	newDoc, _, err := prepareDoc(doc, e.opts.MaxDocumentSize, &id)
 	if err != nil {
-		return false, err
+		return none, err
 	}
 	idk := idKey(id)
 	if err := e.lock(ctx); err != nil {
-		return false, err
+		return none, err
 	}
 	t := e.newTxn("replace", ns, start)
+	if out, done, err := t.beginStmt(w); done {
+		t.abort()
+		return out, err
+	}
 	c := t.cat.byNS[ns]
 	if c == nil {
 		t.abort()
-		return false, nil
+		return none, nil
 	}
 	dk := docKey(c.id, idk)
 	old, oldKeys, found, err := t.loadDoc(c, idk)
 	if err != nil || !found {
 		t.abort()
-		return false, err
+		return none, err
 	}
 	newKeys, err := allIndexKeys(c, newDoc)
 	if err != nil {
 		t.abort()
-		return false, err
+		return none, err
 	}
 	type change struct{ removed, added []indexKey }
 	changes := make([]change, len(c.indexes))
@@ -220,11 +252,11 @@ func (e *Engine) Replace(ctx context.Context, ns string, id bson.RawValue, doc b
 			taken, err := t.uniqueConflict(c, ix, k.tuple, idk)
 			if err != nil {
 				t.abort()
-				return false, err
+				return none, err
 			}
 			if taken {
 				t.abort()
-				return false, newDuplicateKeyError(ns, ix.spec, k.vals)
+				return none, newDuplicateKeyError(ns, ix.spec, k.vals)
 			}
 		}
 	}
@@ -246,13 +278,13 @@ func (e *Engine) Replace(ctx context.Context, ns string, id bson.RawValue, doc b
 	storedID, err := docID(newDoc)
 	if err != nil {
 		t.abort()
-		return false, err
+		return none, err
 	}
-	t.oplog(OpUpdate, ns, storedID, newDoc)
+	at := t.oplog(OpUpdate, ns, storedID, newDoc)
 	if err := e.commit(t); err != nil {
-		return false, fmt.Errorf("replace in %s: %w", ns, err)
+		return none, fmt.Errorf("replace in %s: %w", ns, err)
 	}
-	return true, nil
+	return stmtWritten(w, at), nil
 }
 
 // diffKeys returns the keys only in old and the keys only in new; both
@@ -288,40 +320,51 @@ func diffKeys(old, new []indexKey) (removed, added []indexKey) {
 // with a "d" oplog entry, and reports whether there was one. The delete is
 // durable when Delete returns.
 func (e *Engine) Delete(ctx context.Context, ns string, id bson.RawValue) (bool, error) {
+	out, err := e.delete(ctx, ns, id, nil)
+	return out.Written, err
+}
+
+// delete is Delete, as a retryable statement when w is set (session.go).
+func (e *Engine) delete(ctx context.Context, ns string, id bson.RawValue, w *StmtWrite) (StmtOutcome, error) {
+	var none StmtOutcome
 	if err := e.begin(); err != nil {
-		return false, err
+		return none, err
 	}
 	defer e.end()
 	start := time.Now()
 	if id.Type == 0 {
-		return false, mongoerr.New(mongoerr.BadValue, "delete needs an _id")
+		return none, mongoerr.New(mongoerr.BadValue, "delete needs an _id")
 	}
 	idk := idKey(id)
 	if err := e.lock(ctx); err != nil {
-		return false, err
+		return none, err
 	}
 	t := e.newTxn("delete", ns, start)
+	if out, done, err := t.beginStmt(w); done {
+		t.abort()
+		return out, err
+	}
 	c := t.cat.byNS[ns]
 	if c == nil {
 		t.abort()
-		return false, nil
+		return none, nil
 	}
 	old, oldKeys, found, err := t.loadDoc(c, idk)
 	if err != nil || !found {
 		t.abort()
-		return false, err
+		return none, err
 	}
 	storedID, err := docID(old)
 	if err != nil {
 		t.abort()
-		return false, fmt.Errorf("stored document %x: %w", docKey(c.id, idk), err)
+		return none, fmt.Errorf("stored document %x: %w", docKey(c.id, idk), err)
 	}
 	t.dropDoc(c, idk, old, oldKeys)
-	t.oplog(OpDelete, ns, storedID, nil)
+	at := t.oplog(OpDelete, ns, storedID, nil)
 	if err := e.commit(t); err != nil {
-		return false, fmt.Errorf("delete from %s: %w", ns, err)
+		return none, fmt.Errorf("delete from %s: %w", ns, err)
 	}
-	return true, nil
+	return stmtWritten(w, at), nil
 }
 
 // loadDoc reads the stored document of c with key(_id) idk, as this write
