@@ -80,6 +80,9 @@ type Shard struct {
 	Name string `yaml:"name"`
 	// Members are the shard's shardd processes: 1, 3, 5 or 7 of them.
 	Members []Member `yaml:"members"`
+	// Oplog overrides the replication-wide oplog retention for this
+	// shard's members (see OplogRetentionOf); zero fields inherit.
+	Oplog ShardOplog `yaml:"oplog,omitempty"`
 }
 
 // Member is one shardd process, a member of a shard's replica set.

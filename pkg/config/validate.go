@@ -125,6 +125,7 @@ func (c *Cluster) validateTopology(ps *problems) {
 			node(mf, m.Name)
 			addr(joinField(mf, "addr"), m.Addr)
 		}
+		sh.Oplog.validate(ps, joinField(f, "oplog"))
 	}
 
 	if len(c.Routers) == 0 {

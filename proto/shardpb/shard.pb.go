@@ -3775,6 +3775,132 @@ func (x *RefetchedDoc) GetDoc() []byte {
 	return nil
 }
 
+// RefetchedStatement is one retryable-write statement record of a
+// session, as the sync source holds it.
+type RefetchedStatement struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TxnNumber     int64                  `protobuf:"varint,1,opt,name=txn_number,json=txnNumber,proto3" json:"txn_number,omitempty"`
+	StmtId        int32                  `protobuf:"varint,2,opt,name=stmt_id,json=stmtId,proto3" json:"stmt_id,omitempty"`
+	OpTime        *OpTime                `protobuf:"bytes,3,opt,name=op_time,json=opTime,proto3" json:"op_time,omitempty"`
+	Result        []byte                 `protobuf:"bytes,4,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefetchedStatement) Reset() {
+	*x = RefetchedStatement{}
+	mi := &file_shard_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefetchedStatement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefetchedStatement) ProtoMessage() {}
+
+func (x *RefetchedStatement) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefetchedStatement.ProtoReflect.Descriptor instead.
+func (*RefetchedStatement) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *RefetchedStatement) GetTxnNumber() int64 {
+	if x != nil {
+		return x.TxnNumber
+	}
+	return 0
+}
+
+func (x *RefetchedStatement) GetStmtId() int32 {
+	if x != nil {
+		return x.StmtId
+	}
+	return 0
+}
+
+func (x *RefetchedStatement) GetOpTime() *OpTime {
+	if x != nil {
+		return x.OpTime
+	}
+	return nil
+}
+
+func (x *RefetchedStatement) GetResult() []byte {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+// RefetchedSession is every retryable-write record the sync source holds
+// for a logical session (lsid, as stored) that a rollback touches: the
+// member replaces its own records of the session by these (none: it has
+// none left).
+type RefetchedSession struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lsid          []byte                 `protobuf:"bytes,1,opt,name=lsid,proto3" json:"lsid,omitempty"`
+	Statements    []*RefetchedStatement  `protobuf:"bytes,2,rep,name=statements,proto3" json:"statements,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefetchedSession) Reset() {
+	*x = RefetchedSession{}
+	mi := &file_shard_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefetchedSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefetchedSession) ProtoMessage() {}
+
+func (x *RefetchedSession) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefetchedSession.ProtoReflect.Descriptor instead.
+func (*RefetchedSession) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *RefetchedSession) GetLsid() []byte {
+	if x != nil {
+		return x.Lsid
+	}
+	return nil
+}
+
+func (x *RefetchedSession) GetStatements() []*RefetchedStatement {
+	if x != nil {
+		return x.Statements
+	}
+	return nil
+}
+
 // RollbackChunk is part of the sync source's answer to a rollback. The
 // first chunk says whether the newest shared entry (common_point) was
 // found in local_tail and whether the member must resync instead
@@ -3782,7 +3908,8 @@ func (x *RefetchedDoc) GetDoc() []byte {
 // to undo or redo, or more to send than a rollback carries). The chunks
 // then carry the source's entries after the common point up to
 // snapshot_op_time and the source's version, at that optime, of every
-// document touched by the member's divergent entries or by those entries.
+// document touched by the member's divergent entries or by those entries,
+// and the records of every session whose statements those entries carry.
 // The last chunk has done set.
 type RollbackChunk struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -3794,13 +3921,14 @@ type RollbackChunk struct {
 	Entries        [][]byte               `protobuf:"bytes,6,rep,name=entries,proto3" json:"entries,omitempty"`
 	Docs           []*RefetchedDoc        `protobuf:"bytes,7,rep,name=docs,proto3" json:"docs,omitempty"`
 	Done           bool                   `protobuf:"varint,8,opt,name=done,proto3" json:"done,omitempty"`
+	Sessions       []*RefetchedSession    `protobuf:"bytes,9,rep,name=sessions,proto3" json:"sessions,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RollbackChunk) Reset() {
 	*x = RollbackChunk{}
-	mi := &file_shard_proto_msgTypes[57]
+	mi := &file_shard_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3812,7 +3940,7 @@ func (x *RollbackChunk) String() string {
 func (*RollbackChunk) ProtoMessage() {}
 
 func (x *RollbackChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_shard_proto_msgTypes[57]
+	mi := &file_shard_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3825,7 +3953,7 @@ func (x *RollbackChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackChunk.ProtoReflect.Descriptor instead.
 func (*RollbackChunk) Descriptor() ([]byte, []int) {
-	return file_shard_proto_rawDescGZIP(), []int{57}
+	return file_shard_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RollbackChunk) GetFound() bool {
@@ -3884,6 +4012,13 @@ func (x *RollbackChunk) GetDone() bool {
 	return false
 }
 
+func (x *RollbackChunk) GetSessions() []*RefetchedSession {
+	if x != nil {
+		return x.Sessions
+	}
+	return nil
+}
+
 type StepDownReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -3892,7 +4027,7 @@ type StepDownReply struct {
 
 func (x *StepDownReply) Reset() {
 	*x = StepDownReply{}
-	mi := &file_shard_proto_msgTypes[58]
+	mi := &file_shard_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3904,7 +4039,7 @@ func (x *StepDownReply) String() string {
 func (*StepDownReply) ProtoMessage() {}
 
 func (x *StepDownReply) ProtoReflect() protoreflect.Message {
-	mi := &file_shard_proto_msgTypes[58]
+	mi := &file_shard_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3917,7 +4052,7 @@ func (x *StepDownReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepDownReply.ProtoReflect.Descriptor instead.
 func (*StepDownReply) Descriptor() ([]byte, []int) {
-	return file_shard_proto_rawDescGZIP(), []int{58}
+	return file_shard_proto_rawDescGZIP(), []int{60}
 }
 
 type CloneRequest struct {
@@ -3929,7 +4064,7 @@ type CloneRequest struct {
 
 func (x *CloneRequest) Reset() {
 	*x = CloneRequest{}
-	mi := &file_shard_proto_msgTypes[59]
+	mi := &file_shard_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3941,7 +4076,7 @@ func (x *CloneRequest) String() string {
 func (*CloneRequest) ProtoMessage() {}
 
 func (x *CloneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shard_proto_msgTypes[59]
+	mi := &file_shard_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3954,7 +4089,7 @@ func (x *CloneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloneRequest.ProtoReflect.Descriptor instead.
 func (*CloneRequest) Descriptor() ([]byte, []int) {
-	return file_shard_proto_rawDescGZIP(), []int{59}
+	return file_shard_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *CloneRequest) GetMember() string {
@@ -3981,7 +4116,7 @@ type CloneChunk struct {
 
 func (x *CloneChunk) Reset() {
 	*x = CloneChunk{}
-	mi := &file_shard_proto_msgTypes[60]
+	mi := &file_shard_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3993,7 +4128,7 @@ func (x *CloneChunk) String() string {
 func (*CloneChunk) ProtoMessage() {}
 
 func (x *CloneChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_shard_proto_msgTypes[60]
+	mi := &file_shard_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4006,7 +4141,7 @@ func (x *CloneChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloneChunk.ProtoReflect.Descriptor instead.
 func (*CloneChunk) Descriptor() ([]byte, []int) {
-	return file_shard_proto_rawDescGZIP(), []int{60}
+	return file_shard_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CloneChunk) GetNs() string {
@@ -4341,7 +4476,18 @@ const file_shard_proto_rawDesc = "" +
 	"\fRefetchedDoc\x12\x0e\n" +
 	"\x02ns\x18\x01 \x01(\tR\x02ns\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\fR\x02id\x12\x10\n" +
-	"\x03doc\x18\x03 \x01(\fR\x03doc\"\xc0\x02\n" +
+	"\x03doc\x18\x03 \x01(\fR\x03doc\"\x94\x01\n" +
+	"\x12RefetchedStatement\x12\x1d\n" +
+	"\n" +
+	"txn_number\x18\x01 \x01(\x03R\ttxnNumber\x12\x17\n" +
+	"\astmt_id\x18\x02 \x01(\x05R\x06stmtId\x12.\n" +
+	"\aop_time\x18\x03 \x01(\v2\x15.psdb.shard.v1.OpTimeR\x06opTime\x12\x16\n" +
+	"\x06result\x18\x04 \x01(\fR\x06result\"i\n" +
+	"\x10RefetchedSession\x12\x12\n" +
+	"\x04lsid\x18\x01 \x01(\fR\x04lsid\x12A\n" +
+	"\n" +
+	"statements\x18\x02 \x03(\v2!.psdb.shard.v1.RefetchedStatementR\n" +
+	"statements\"\xfd\x02\n" +
 	"\rRollbackChunk\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12'\n" +
 	"\x0fresync_required\x18\x02 \x01(\bR\x0eresyncRequired\x12\x16\n" +
@@ -4350,7 +4496,8 @@ const file_shard_proto_rawDesc = "" +
 	"\x10snapshot_op_time\x18\x05 \x01(\v2\x15.psdb.shard.v1.OpTimeR\x0esnapshotOpTime\x12\x18\n" +
 	"\aentries\x18\x06 \x03(\fR\aentries\x12/\n" +
 	"\x04docs\x18\a \x03(\v2\x1b.psdb.shard.v1.RefetchedDocR\x04docs\x12\x12\n" +
-	"\x04done\x18\b \x01(\bR\x04done\"\x0f\n" +
+	"\x04done\x18\b \x01(\bR\x04done\x12;\n" +
+	"\bsessions\x18\t \x03(\v2\x1f.psdb.shard.v1.RefetchedSessionR\bsessions\"\x0f\n" +
 	"\rStepDownReply\"&\n" +
 	"\fCloneRequest\x12\x16\n" +
 	"\x06member\x18\x01 \x01(\tR\x06member\"\xb0\x01\n" +
@@ -4403,7 +4550,7 @@ func file_shard_proto_rawDescGZIP() []byte {
 	return file_shard_proto_rawDescData
 }
 
-var file_shard_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
+var file_shard_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_shard_proto_goTypes = []any{
 	(*ShardVersion)(nil),            // 0: psdb.shard.v1.ShardVersion
 	(*WriteConcern)(nil),            // 1: psdb.shard.v1.WriteConcern
@@ -4462,12 +4609,14 @@ var file_shard_proto_goTypes = []any{
 	(*StepDownRequest)(nil),         // 54: psdb.shard.v1.StepDownRequest
 	(*RollbackRequest)(nil),         // 55: psdb.shard.v1.RollbackRequest
 	(*RefetchedDoc)(nil),            // 56: psdb.shard.v1.RefetchedDoc
-	(*RollbackChunk)(nil),           // 57: psdb.shard.v1.RollbackChunk
-	(*StepDownReply)(nil),           // 58: psdb.shard.v1.StepDownReply
-	(*CloneRequest)(nil),            // 59: psdb.shard.v1.CloneRequest
-	(*CloneChunk)(nil),              // 60: psdb.shard.v1.CloneChunk
-	nil,                             // 61: psdb.shard.v1.CollStatsReply.IndexSizesEntry
-	nil,                             // 62: psdb.shard.v1.ValidateReply.KeysPerIndexEntry
+	(*RefetchedStatement)(nil),      // 57: psdb.shard.v1.RefetchedStatement
+	(*RefetchedSession)(nil),        // 58: psdb.shard.v1.RefetchedSession
+	(*RollbackChunk)(nil),           // 59: psdb.shard.v1.RollbackChunk
+	(*StepDownReply)(nil),           // 60: psdb.shard.v1.StepDownReply
+	(*CloneRequest)(nil),            // 61: psdb.shard.v1.CloneRequest
+	(*CloneChunk)(nil),              // 62: psdb.shard.v1.CloneChunk
+	nil,                             // 63: psdb.shard.v1.CollStatsReply.IndexSizesEntry
+	nil,                             // 64: psdb.shard.v1.ValidateReply.KeysPerIndexEntry
 }
 var file_shard_proto_depIdxs = []int32{
 	1,  // 0: psdb.shard.v1.InsertRequest.write_concern:type_name -> psdb.shard.v1.WriteConcern
@@ -4505,8 +4654,8 @@ var file_shard_proto_depIdxs = []int32{
 	0,  // 32: psdb.shard.v1.CreateIndexesRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
 	0,  // 33: psdb.shard.v1.DropIndexesRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
 	39, // 34: psdb.shard.v1.ListCollectionsReply.collections:type_name -> psdb.shard.v1.CollectionInfo
-	61, // 35: psdb.shard.v1.CollStatsReply.index_sizes:type_name -> psdb.shard.v1.CollStatsReply.IndexSizesEntry
-	62, // 36: psdb.shard.v1.ValidateReply.keys_per_index:type_name -> psdb.shard.v1.ValidateReply.KeysPerIndexEntry
+	63, // 35: psdb.shard.v1.CollStatsReply.index_sizes:type_name -> psdb.shard.v1.CollStatsReply.IndexSizesEntry
+	64, // 36: psdb.shard.v1.ValidateReply.keys_per_index:type_name -> psdb.shard.v1.ValidateReply.KeysPerIndexEntry
 	5,  // 37: psdb.shard.v1.PullOplogRequest.after:type_name -> psdb.shard.v1.OpTime
 	5,  // 38: psdb.shard.v1.OplogBatch.commit_point:type_name -> psdb.shard.v1.OpTime
 	5,  // 39: psdb.shard.v1.OplogBatch.common_point:type_name -> psdb.shard.v1.OpTime
@@ -4521,67 +4670,70 @@ var file_shard_proto_depIdxs = []int32{
 	5,  // 48: psdb.shard.v1.StatusReply.durable:type_name -> psdb.shard.v1.OpTime
 	5,  // 49: psdb.shard.v1.StatusReply.commit_point:type_name -> psdb.shard.v1.OpTime
 	52, // 50: psdb.shard.v1.StatusReply.members:type_name -> psdb.shard.v1.MemberStatus
-	5,  // 51: psdb.shard.v1.RollbackChunk.common_point:type_name -> psdb.shard.v1.OpTime
-	5,  // 52: psdb.shard.v1.RollbackChunk.snapshot_op_time:type_name -> psdb.shard.v1.OpTime
-	56, // 53: psdb.shard.v1.RollbackChunk.docs:type_name -> psdb.shard.v1.RefetchedDoc
-	5,  // 54: psdb.shard.v1.CloneChunk.snapshot_op_time:type_name -> psdb.shard.v1.OpTime
-	6,  // 55: psdb.shard.v1.Shard.Insert:input_type -> psdb.shard.v1.InsertRequest
-	8,  // 56: psdb.shard.v1.Shard.Update:input_type -> psdb.shard.v1.UpdateRequest
-	10, // 57: psdb.shard.v1.Shard.Delete:input_type -> psdb.shard.v1.DeleteRequest
-	14, // 58: psdb.shard.v1.Shard.FindAndModify:input_type -> psdb.shard.v1.FindAndModifyRequest
-	16, // 59: psdb.shard.v1.Shard.Find:input_type -> psdb.shard.v1.FindRequest
-	18, // 60: psdb.shard.v1.Shard.GetMore:input_type -> psdb.shard.v1.GetMoreRequest
-	19, // 61: psdb.shard.v1.Shard.KillCursors:input_type -> psdb.shard.v1.KillCursorsRequest
-	21, // 62: psdb.shard.v1.Shard.Count:input_type -> psdb.shard.v1.CountRequest
-	23, // 63: psdb.shard.v1.Shard.Distinct:input_type -> psdb.shard.v1.DistinctRequest
-	25, // 64: psdb.shard.v1.Shard.Aggregate:input_type -> psdb.shard.v1.AggregateRequest
-	26, // 65: psdb.shard.v1.Shard.Explain:input_type -> psdb.shard.v1.ExplainRequest
-	28, // 66: psdb.shard.v1.Shard.CreateCollection:input_type -> psdb.shard.v1.CreateCollectionRequest
-	30, // 67: psdb.shard.v1.Shard.DropCollection:input_type -> psdb.shard.v1.DropCollectionRequest
-	32, // 68: psdb.shard.v1.Shard.CreateIndexes:input_type -> psdb.shard.v1.CreateIndexesRequest
-	34, // 69: psdb.shard.v1.Shard.DropIndexes:input_type -> psdb.shard.v1.DropIndexesRequest
-	36, // 70: psdb.shard.v1.Shard.ListIndexes:input_type -> psdb.shard.v1.ListIndexesRequest
-	38, // 71: psdb.shard.v1.Shard.ListCollections:input_type -> psdb.shard.v1.ListCollectionsRequest
-	41, // 72: psdb.shard.v1.Shard.CollStats:input_type -> psdb.shard.v1.CollStatsRequest
-	43, // 73: psdb.shard.v1.Shard.Validate:input_type -> psdb.shard.v1.ValidateRequest
-	45, // 74: psdb.shard.v1.Replication.PullOplog:input_type -> psdb.shard.v1.PullOplogRequest
-	47, // 75: psdb.shard.v1.Replication.ReportProgress:input_type -> psdb.shard.v1.ProgressRequest
-	49, // 76: psdb.shard.v1.Replication.RequestVote:input_type -> psdb.shard.v1.VoteRequest
-	51, // 77: psdb.shard.v1.Replication.Status:input_type -> psdb.shard.v1.StatusRequest
-	54, // 78: psdb.shard.v1.Replication.StepDown:input_type -> psdb.shard.v1.StepDownRequest
-	59, // 79: psdb.shard.v1.Replication.CloneSnapshot:input_type -> psdb.shard.v1.CloneRequest
-	55, // 80: psdb.shard.v1.Replication.Rollback:input_type -> psdb.shard.v1.RollbackRequest
-	13, // 81: psdb.shard.v1.Shard.Insert:output_type -> psdb.shard.v1.WriteReply
-	13, // 82: psdb.shard.v1.Shard.Update:output_type -> psdb.shard.v1.WriteReply
-	13, // 83: psdb.shard.v1.Shard.Delete:output_type -> psdb.shard.v1.WriteReply
-	15, // 84: psdb.shard.v1.Shard.FindAndModify:output_type -> psdb.shard.v1.FindAndModifyReply
-	17, // 85: psdb.shard.v1.Shard.Find:output_type -> psdb.shard.v1.CursorReply
-	17, // 86: psdb.shard.v1.Shard.GetMore:output_type -> psdb.shard.v1.CursorReply
-	20, // 87: psdb.shard.v1.Shard.KillCursors:output_type -> psdb.shard.v1.KillCursorsReply
-	22, // 88: psdb.shard.v1.Shard.Count:output_type -> psdb.shard.v1.CountReply
-	24, // 89: psdb.shard.v1.Shard.Distinct:output_type -> psdb.shard.v1.DistinctReply
-	17, // 90: psdb.shard.v1.Shard.Aggregate:output_type -> psdb.shard.v1.CursorReply
-	27, // 91: psdb.shard.v1.Shard.Explain:output_type -> psdb.shard.v1.ExplainReply
-	29, // 92: psdb.shard.v1.Shard.CreateCollection:output_type -> psdb.shard.v1.CreateCollectionReply
-	31, // 93: psdb.shard.v1.Shard.DropCollection:output_type -> psdb.shard.v1.DropCollectionReply
-	33, // 94: psdb.shard.v1.Shard.CreateIndexes:output_type -> psdb.shard.v1.CreateIndexesReply
-	35, // 95: psdb.shard.v1.Shard.DropIndexes:output_type -> psdb.shard.v1.DropIndexesReply
-	37, // 96: psdb.shard.v1.Shard.ListIndexes:output_type -> psdb.shard.v1.ListIndexesReply
-	40, // 97: psdb.shard.v1.Shard.ListCollections:output_type -> psdb.shard.v1.ListCollectionsReply
-	42, // 98: psdb.shard.v1.Shard.CollStats:output_type -> psdb.shard.v1.CollStatsReply
-	44, // 99: psdb.shard.v1.Shard.Validate:output_type -> psdb.shard.v1.ValidateReply
-	46, // 100: psdb.shard.v1.Replication.PullOplog:output_type -> psdb.shard.v1.OplogBatch
-	48, // 101: psdb.shard.v1.Replication.ReportProgress:output_type -> psdb.shard.v1.ProgressReply
-	50, // 102: psdb.shard.v1.Replication.RequestVote:output_type -> psdb.shard.v1.VoteReply
-	53, // 103: psdb.shard.v1.Replication.Status:output_type -> psdb.shard.v1.StatusReply
-	58, // 104: psdb.shard.v1.Replication.StepDown:output_type -> psdb.shard.v1.StepDownReply
-	60, // 105: psdb.shard.v1.Replication.CloneSnapshot:output_type -> psdb.shard.v1.CloneChunk
-	57, // 106: psdb.shard.v1.Replication.Rollback:output_type -> psdb.shard.v1.RollbackChunk
-	81, // [81:107] is the sub-list for method output_type
-	55, // [55:81] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	5,  // 51: psdb.shard.v1.RefetchedStatement.op_time:type_name -> psdb.shard.v1.OpTime
+	57, // 52: psdb.shard.v1.RefetchedSession.statements:type_name -> psdb.shard.v1.RefetchedStatement
+	5,  // 53: psdb.shard.v1.RollbackChunk.common_point:type_name -> psdb.shard.v1.OpTime
+	5,  // 54: psdb.shard.v1.RollbackChunk.snapshot_op_time:type_name -> psdb.shard.v1.OpTime
+	56, // 55: psdb.shard.v1.RollbackChunk.docs:type_name -> psdb.shard.v1.RefetchedDoc
+	58, // 56: psdb.shard.v1.RollbackChunk.sessions:type_name -> psdb.shard.v1.RefetchedSession
+	5,  // 57: psdb.shard.v1.CloneChunk.snapshot_op_time:type_name -> psdb.shard.v1.OpTime
+	6,  // 58: psdb.shard.v1.Shard.Insert:input_type -> psdb.shard.v1.InsertRequest
+	8,  // 59: psdb.shard.v1.Shard.Update:input_type -> psdb.shard.v1.UpdateRequest
+	10, // 60: psdb.shard.v1.Shard.Delete:input_type -> psdb.shard.v1.DeleteRequest
+	14, // 61: psdb.shard.v1.Shard.FindAndModify:input_type -> psdb.shard.v1.FindAndModifyRequest
+	16, // 62: psdb.shard.v1.Shard.Find:input_type -> psdb.shard.v1.FindRequest
+	18, // 63: psdb.shard.v1.Shard.GetMore:input_type -> psdb.shard.v1.GetMoreRequest
+	19, // 64: psdb.shard.v1.Shard.KillCursors:input_type -> psdb.shard.v1.KillCursorsRequest
+	21, // 65: psdb.shard.v1.Shard.Count:input_type -> psdb.shard.v1.CountRequest
+	23, // 66: psdb.shard.v1.Shard.Distinct:input_type -> psdb.shard.v1.DistinctRequest
+	25, // 67: psdb.shard.v1.Shard.Aggregate:input_type -> psdb.shard.v1.AggregateRequest
+	26, // 68: psdb.shard.v1.Shard.Explain:input_type -> psdb.shard.v1.ExplainRequest
+	28, // 69: psdb.shard.v1.Shard.CreateCollection:input_type -> psdb.shard.v1.CreateCollectionRequest
+	30, // 70: psdb.shard.v1.Shard.DropCollection:input_type -> psdb.shard.v1.DropCollectionRequest
+	32, // 71: psdb.shard.v1.Shard.CreateIndexes:input_type -> psdb.shard.v1.CreateIndexesRequest
+	34, // 72: psdb.shard.v1.Shard.DropIndexes:input_type -> psdb.shard.v1.DropIndexesRequest
+	36, // 73: psdb.shard.v1.Shard.ListIndexes:input_type -> psdb.shard.v1.ListIndexesRequest
+	38, // 74: psdb.shard.v1.Shard.ListCollections:input_type -> psdb.shard.v1.ListCollectionsRequest
+	41, // 75: psdb.shard.v1.Shard.CollStats:input_type -> psdb.shard.v1.CollStatsRequest
+	43, // 76: psdb.shard.v1.Shard.Validate:input_type -> psdb.shard.v1.ValidateRequest
+	45, // 77: psdb.shard.v1.Replication.PullOplog:input_type -> psdb.shard.v1.PullOplogRequest
+	47, // 78: psdb.shard.v1.Replication.ReportProgress:input_type -> psdb.shard.v1.ProgressRequest
+	49, // 79: psdb.shard.v1.Replication.RequestVote:input_type -> psdb.shard.v1.VoteRequest
+	51, // 80: psdb.shard.v1.Replication.Status:input_type -> psdb.shard.v1.StatusRequest
+	54, // 81: psdb.shard.v1.Replication.StepDown:input_type -> psdb.shard.v1.StepDownRequest
+	61, // 82: psdb.shard.v1.Replication.CloneSnapshot:input_type -> psdb.shard.v1.CloneRequest
+	55, // 83: psdb.shard.v1.Replication.Rollback:input_type -> psdb.shard.v1.RollbackRequest
+	13, // 84: psdb.shard.v1.Shard.Insert:output_type -> psdb.shard.v1.WriteReply
+	13, // 85: psdb.shard.v1.Shard.Update:output_type -> psdb.shard.v1.WriteReply
+	13, // 86: psdb.shard.v1.Shard.Delete:output_type -> psdb.shard.v1.WriteReply
+	15, // 87: psdb.shard.v1.Shard.FindAndModify:output_type -> psdb.shard.v1.FindAndModifyReply
+	17, // 88: psdb.shard.v1.Shard.Find:output_type -> psdb.shard.v1.CursorReply
+	17, // 89: psdb.shard.v1.Shard.GetMore:output_type -> psdb.shard.v1.CursorReply
+	20, // 90: psdb.shard.v1.Shard.KillCursors:output_type -> psdb.shard.v1.KillCursorsReply
+	22, // 91: psdb.shard.v1.Shard.Count:output_type -> psdb.shard.v1.CountReply
+	24, // 92: psdb.shard.v1.Shard.Distinct:output_type -> psdb.shard.v1.DistinctReply
+	17, // 93: psdb.shard.v1.Shard.Aggregate:output_type -> psdb.shard.v1.CursorReply
+	27, // 94: psdb.shard.v1.Shard.Explain:output_type -> psdb.shard.v1.ExplainReply
+	29, // 95: psdb.shard.v1.Shard.CreateCollection:output_type -> psdb.shard.v1.CreateCollectionReply
+	31, // 96: psdb.shard.v1.Shard.DropCollection:output_type -> psdb.shard.v1.DropCollectionReply
+	33, // 97: psdb.shard.v1.Shard.CreateIndexes:output_type -> psdb.shard.v1.CreateIndexesReply
+	35, // 98: psdb.shard.v1.Shard.DropIndexes:output_type -> psdb.shard.v1.DropIndexesReply
+	37, // 99: psdb.shard.v1.Shard.ListIndexes:output_type -> psdb.shard.v1.ListIndexesReply
+	40, // 100: psdb.shard.v1.Shard.ListCollections:output_type -> psdb.shard.v1.ListCollectionsReply
+	42, // 101: psdb.shard.v1.Shard.CollStats:output_type -> psdb.shard.v1.CollStatsReply
+	44, // 102: psdb.shard.v1.Shard.Validate:output_type -> psdb.shard.v1.ValidateReply
+	46, // 103: psdb.shard.v1.Replication.PullOplog:output_type -> psdb.shard.v1.OplogBatch
+	48, // 104: psdb.shard.v1.Replication.ReportProgress:output_type -> psdb.shard.v1.ProgressReply
+	50, // 105: psdb.shard.v1.Replication.RequestVote:output_type -> psdb.shard.v1.VoteReply
+	53, // 106: psdb.shard.v1.Replication.Status:output_type -> psdb.shard.v1.StatusReply
+	60, // 107: psdb.shard.v1.Replication.StepDown:output_type -> psdb.shard.v1.StepDownReply
+	62, // 108: psdb.shard.v1.Replication.CloneSnapshot:output_type -> psdb.shard.v1.CloneChunk
+	59, // 109: psdb.shard.v1.Replication.Rollback:output_type -> psdb.shard.v1.RollbackChunk
+	84, // [84:110] is the sub-list for method output_type
+	58, // [58:84] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_shard_proto_init() }
@@ -4598,7 +4750,7 @@ func file_shard_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shard_proto_rawDesc), len(file_shard_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   63,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

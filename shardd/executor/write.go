@@ -59,6 +59,11 @@ func (l *docLocks) lock(ns string, id bson.RawValue) func() {
 // before the update applies, so a document changed in between is updated
 // from its latest version (or skipped when it no longer matches).
 func (x *Executor) Update(ctx context.Context, ns string, spec UpdateSpec) (UpdateResult, error) {
+	return x.update(ctx, ns, spec, nil)
+}
+
+// update is Update, as a retryable statement when r is set (session.go).
+func (x *Executor) update(ctx context.Context, ns string, spec UpdateSpec, r *retry) (UpdateResult, error) {
 	var res UpdateResult
 	flt, err := query.ParseFilter(spec.Filter)
 	if err != nil {
@@ -77,7 +82,7 @@ func (x *Executor) Update(ctx context.Context, ns string, spec UpdateSpec) (Upda
 	}
 	now := time.Now()
 	for _, id := range ids {
-		matched, modified, err := x.updateOne(ctx, ns, id, flt, u, now)
+		matched, modified, err := x.updateOne(ctx, ns, id, flt, u, now, r)
 		if err != nil {
 			return res, err
 		}
@@ -93,7 +98,8 @@ func (x *Executor) Update(ctx context.Context, ns string, spec UpdateSpec) (Upda
 		if err != nil {
 			return res, err
 		}
-		id, err := x.insertOne(ctx, ns, doc)
+		doc = r.withID(doc)
+		id, err := x.insertOne(ctx, ns, doc, r, UpdateResult{UpsertedID: doc.Lookup("_id")})
 		if err != nil {
 			return res, err
 		}
@@ -104,7 +110,7 @@ func (x *Executor) Update(ctx context.Context, ns string, spec UpdateSpec) (Upda
 
 // updateOne applies u to the document with the given _id if it still
 // matches flt.
-func (x *Executor) updateOne(ctx context.Context, ns string, id bson.RawValue, flt *query.Filter, u *update.Update, now time.Time) (matched, modified bool, err error) {
+func (x *Executor) updateOne(ctx context.Context, ns string, id bson.RawValue, flt *query.Filter, u *update.Update, now time.Time, r *retry) (matched, modified bool, err error) {
 	unlock := x.locks.lock(ns, id)
 	defer unlock()
 	doc, ok, err := x.eng.Get(ns, id)
@@ -122,20 +128,22 @@ func (x *Executor) updateOne(ctx context.Context, ns string, id bson.RawValue, f
 	if !changed {
 		return true, false, nil
 	}
-	if _, err := x.eng.Replace(ctx, ns, id, out); err != nil {
+	if err := x.replace(ctx, ns, id, out, r, UpdateResult{Matched: 1, Modified: 1}); err != nil {
 		return true, false, err
 	}
 	return true, true, nil
 }
 
-func (x *Executor) insertOne(ctx context.Context, ns string, doc bson.Raw) (bson.RawValue, error) {
-	res, err := x.eng.Insert(ctx, ns, []bson.Raw{doc}, storageOrdered)
+// insertOne inserts doc; with r, as r's statement with the given result.
+func (x *Executor) insertOne(ctx context.Context, ns string, doc bson.Raw, r *retry, result any) (bson.RawValue, error) {
+	res, err := x.eng.Insert(ctx, ns, []bson.Raw{doc}, r.insertOptions(result))
 	if err != nil {
 		return bson.RawValue{}, err
 	}
 	if res[0].Err != nil {
 		return bson.RawValue{}, res[0].Err
 	}
+	r.noteInsert(res[0])
 	return res[0].ID, nil
 }
 
@@ -169,6 +177,11 @@ func (x *Executor) matchingIDs(ctx context.Context, ns string, filter bson.Raw, 
 // Delete runs one delete statement and returns how many documents it
 // removed.
 func (x *Executor) Delete(ctx context.Context, ns string, spec DeleteSpec) (int64, error) {
+	return x.delete(ctx, ns, spec, nil)
+}
+
+// delete is Delete, as a retryable statement when r is set (session.go).
+func (x *Executor) delete(ctx context.Context, ns string, spec DeleteSpec, r *retry) (int64, error) {
 	if spec.Limit != 0 && spec.Limit != 1 {
 		return 0, mongoerr.New(mongoerr.FailedToParse, "The limit field in delete objects must be 0 or 1. Got %d", spec.Limit)
 	}
@@ -182,7 +195,7 @@ func (x *Executor) Delete(ctx context.Context, ns string, spec DeleteSpec) (int6
 	}
 	var n int64
 	for _, id := range ids {
-		ok, err := x.deleteOne(ctx, ns, id, flt)
+		ok, err := x.deleteOne(ctx, ns, id, flt, r)
 		if err != nil {
 			return n, err
 		}
@@ -193,7 +206,7 @@ func (x *Executor) Delete(ctx context.Context, ns string, spec DeleteSpec) (int6
 	return n, nil
 }
 
-func (x *Executor) deleteOne(ctx context.Context, ns string, id bson.RawValue, flt *query.Filter) (bool, error) {
+func (x *Executor) deleteOne(ctx context.Context, ns string, id bson.RawValue, flt *query.Filter, r *retry) (bool, error) {
 	unlock := x.locks.lock(ns, id)
 	defer unlock()
 	doc, ok, err := x.eng.Get(ns, id)
@@ -203,7 +216,7 @@ func (x *Executor) deleteOne(ctx context.Context, ns string, id bson.RawValue, f
 	if ok, _, err := flt.Evaluate(doc); err != nil || !ok {
 		return false, err
 	}
-	return x.eng.Delete(ctx, ns, id)
+	return x.deleteDoc(ctx, ns, id, r, int64(1))
 }
 
 // FindAndModifySpec is a findAndModify command.
@@ -226,6 +239,12 @@ type FindAndModifyResult struct {
 // in sort order and returns it, atomically with respect to other writers
 // of that document.
 func (x *Executor) FindAndModify(ctx context.Context, ns string, spec FindAndModifySpec) (FindAndModifyResult, error) {
+	return x.findAndModify(ctx, ns, spec, nil)
+}
+
+// findAndModify is FindAndModify, as a retryable statement when r is set
+// (session.go).
+func (x *Executor) findAndModify(ctx context.Context, ns string, spec FindAndModifySpec, r *retry) (FindAndModifyResult, error) {
 	var res FindAndModifyResult
 	if spec.Remove == (len(spec.Update) > 0) {
 		return res, mongoerr.New(mongoerr.FailedToParse, "Either an update or remove=true must be specified")
@@ -265,7 +284,7 @@ func (x *Executor) FindAndModify(ctx context.Context, ns string, spec FindAndMod
 			break
 		}
 		id := d.Lookup("_id")
-		done, err := x.modifyLocked(ctx, ns, id, flt, u, proj, spec, now, &res)
+		done, err := x.modifyLocked(ctx, ns, id, flt, u, proj, spec, now, &res, r)
 		if err != nil || done {
 			return res, err
 		}
@@ -277,23 +296,24 @@ func (x *Executor) FindAndModify(ctx context.Context, ns string, spec FindAndMod
 	if err != nil {
 		return res, err
 	}
-	id, err := x.insertOne(ctx, ns, doc)
-	if err != nil {
-		return res, err
-	}
-	res.UpsertedID = id
+	doc = r.withID(doc)
 	if spec.New {
 		if res.Value, err = proj.Apply(doc, -1); err != nil {
 			return res, err
 		}
 	}
+	id, err := x.insertOne(ctx, ns, doc, r, FindAndModifyResult{Value: res.Value, UpsertedID: doc.Lookup("_id")})
+	if err != nil {
+		return res, err
+	}
+	res.UpsertedID = id
 	return res, nil
 }
 
 // modifyLocked does findAndModify's change on one document under its lock;
 // false when the document no longer matches and another must be chosen.
 func (x *Executor) modifyLocked(ctx context.Context, ns string, id bson.RawValue, flt *query.Filter, u *update.Update,
-	proj *query.Projection, spec FindAndModifySpec, now time.Time, res *FindAndModifyResult) (bool, error) {
+	proj *query.Projection, spec FindAndModifySpec, now time.Time, res *FindAndModifyResult, r *retry) (bool, error) {
 	unlock := x.locks.lock(ns, id)
 	defer unlock()
 	doc, ok, err := x.eng.Get(ns, id)
@@ -305,26 +325,29 @@ func (x *Executor) modifyLocked(ctx context.Context, ns string, id bson.RawValue
 		return false, err
 	}
 	res.Matched = true
-	shown := doc
-	if spec.Remove {
-		if _, err := x.eng.Delete(ctx, ns, id); err != nil {
+	// The answer is computed before the write: a retryable statement
+	// records it in the write's batch.
+	shown, out, changed := doc, bson.Raw(nil), false
+	if !spec.Remove {
+		if out, changed, err = u.Apply(doc, update.ApplyContext{Now: now, MatchPos: pos}); err != nil {
 			return true, err
-		}
-	} else {
-		out, changed, err := u.Apply(doc, update.ApplyContext{Now: now, MatchPos: pos})
-		if err != nil {
-			return true, err
-		}
-		if changed {
-			if _, err := x.eng.Replace(ctx, ns, id, out); err != nil {
-				return true, err
-			}
-			res.Updated = true
 		}
 		if spec.New {
 			shown = out
 		}
 	}
-	res.Value, err = proj.Apply(shown, pos)
+	if res.Value, err = proj.Apply(shown, pos); err != nil {
+		return true, err
+	}
+	switch {
+	case spec.Remove:
+		_, err = x.deleteDoc(ctx, ns, id, r, *res)
+	case changed:
+		res.Updated = true
+		err = x.replace(ctx, ns, id, out, r, *res)
+		if err != nil {
+			res.Updated = false
+		}
+	}
 	return true, err
 }

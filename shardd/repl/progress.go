@@ -99,6 +99,7 @@ type Progress struct {
 	seen    map[string]time.Time      // last report, per member
 	commit  storage.OpTime
 	changed chan struct{} // closed and replaced when anything advances
+	closed  error         // set by Close: every wait fails with it
 }
 
 // NewProgress returns a tracker for opts.Members.
@@ -243,8 +244,13 @@ func (p *Progress) WaitFor(ctx context.Context, t storage.OpTime, wc WriteConcer
 	for {
 		p.mu.Lock()
 		ok := p.satisfiedLocked(t, wc)
-		ch := p.changed
+		ch, closed := p.changed, p.closed
 		p.mu.Unlock()
+		if closed != nil {
+			// Checked before ok: a primary that stepped down acknowledges
+			// nothing more, even what its last view says is committed.
+			return closed
+		}
 		if ok {
 			return nil
 		}
@@ -280,6 +286,18 @@ func (p *Progress) AwaitWriteConcern(ctx context.Context, t storage.OpTime, wc *
 		return err
 	}
 	return p.WaitFor(ctx, t, w)
+}
+
+// Close ends the term this tracker belongs to (the primary stepped down):
+// every WaitFor in progress and to come returns err, and reports are
+// refused. It is idempotent; the first error stays.
+func (p *Progress) Close(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed == nil {
+		p.closed = err
+		p.wakeLocked()
+	}
 }
 
 // Nudge wakes the waiters so that they re-read the primary's own durable

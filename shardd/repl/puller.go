@@ -204,7 +204,7 @@ func (p *Puller) pullOnce(ctx context.Context) (progressed bool, err error) {
 	stream, err := p.repl.PullOplog(ctx, &shardpb.PullOplogRequest{
 		Member: p.opts.Member,
 		After:  &shardpb.OpTime{Term: after.Term, Index: after.Index},
-		Term:   p.opts.Engine.Term(),
+		Term:   p.opts.Engine.PromisedTerm(),
 	})
 	if err != nil {
 		return false, fmt.Errorf("pull oplog from %s: %w", p.opts.Source, rpcerr.Error(err))
@@ -268,7 +268,7 @@ func (p *Puller) reportLoop(ctx context.Context) {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		reply, err := p.repl.ReportProgress(rctx, &shardpb.ProgressRequest{
 			Member:  p.opts.Member,
-			Term:    p.opts.Engine.Term(),
+			Term:    p.opts.Engine.PromisedTerm(),
 			Applied: &shardpb.OpTime{Term: cur.Term, Index: cur.Index},
 			Durable: &shardpb.OpTime{Term: cur.Term, Index: cur.Index},
 		})

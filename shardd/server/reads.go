@@ -50,6 +50,9 @@ func batchSize(set bool, n int32, def int) (int, error) {
 // Find runs a query and returns its first batch; the rest stays in a
 // server-side cursor (reading one snapshot) unless it fits.
 func (s *Server) Find(ctx context.Context, req *shardpb.FindRequest) (*shardpb.CursorReply, error) {
+	if err := s.checkReadable(req.GetReadOptions()); err != nil {
+		return nil, err
+	}
 	spec, err := findSpec(req)
 	if err != nil {
 		return nil, err
@@ -156,6 +159,9 @@ func (s *Server) KillCursors(_ context.Context, req *shardpb.KillCursorsRequest)
 
 // Count counts matching documents after skip and limit.
 func (s *Server) Count(ctx context.Context, req *shardpb.CountRequest) (*shardpb.CountReply, error) {
+	if err := s.checkReadable(req.GetReadOptions()); err != nil {
+		return nil, err
+	}
 	if err := checkNS(req.GetNs()); err != nil {
 		return nil, err
 	}
@@ -179,6 +185,9 @@ func (s *Server) Count(ctx context.Context, req *shardpb.CountRequest) (*shardpb
 
 // Distinct returns the distinct values of a field as one BSON array.
 func (s *Server) Distinct(ctx context.Context, req *shardpb.DistinctRequest) (*shardpb.DistinctReply, error) {
+	if err := s.checkReadable(req.GetReadOptions()); err != nil {
+		return nil, err
+	}
 	if err := checkNS(req.GetNs()); err != nil {
 		return nil, err
 	}
@@ -203,6 +212,9 @@ func (s *Server) Distinct(ctx context.Context, req *shardpb.DistinctRequest) (*s
 
 // Aggregate runs a pipeline and serves its results through a cursor.
 func (s *Server) Aggregate(ctx context.Context, req *shardpb.AggregateRequest) (*shardpb.CursorReply, error) {
+	if err := s.checkReadable(req.GetReadOptions()); err != nil {
+		return nil, err
+	}
 	if err := checkNS(req.GetNs()); err != nil {
 		return nil, err
 	}

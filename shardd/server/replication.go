@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 
 	"github.com/rs/zerolog"
 
@@ -13,11 +14,13 @@ import (
 	"github.com/psdb/psdb/shardd/storage"
 )
 
-// The Replication service's data path (issue 5, DESIGN §4): PullOplog
+// The Replication service (DESIGN §4). Its data path lives here: PullOplog
 // streams this member's durable oplog to a puller, ReportProgress records a
-// secondary's durable optime in the primary's progress tracker. Votes,
-// status, step-down and snapshot cloning are the election work's and still
-// answer CommandNotFound.
+// secondary's durable optime in the primary's progress tracker. Roles are
+// not decided here: the member's Coordinator (shardd/replset) answers
+// votes, status and step-down, says whether writes and reads may run, and
+// installs the progress tracker when the member becomes primary
+// (SetProgress) and removes it when it steps down.
 
 // ProgressTracker is what the Replication service and the write path need
 // of a primary's replication progress; shardd/repl.Progress implements it.
@@ -29,6 +32,23 @@ type ProgressTracker interface {
 	// AwaitWriteConcern blocks until the entry at t satisfies wc (nil: the
 	// default write concern), or returns the write concern error.
 	AwaitWriteConcern(ctx context.Context, t storage.OpTime, wc *shardpb.WriteConcern) error
+}
+
+// Coordinator is the member's replica-set role machine as the service and
+// the read and write paths need it; shardd/replset.Member implements it.
+type Coordinator interface {
+	// CheckWritable refuses a write unless this member is primary with a
+	// valid lease (NotWritablePrimary, 10107).
+	CheckWritable() error
+	// CheckReadable refuses a read with the given read preference
+	// ("primary" when empty) that this member must not serve
+	// (NotPrimaryNoSecondaryOk, 13435).
+	CheckReadable(readPreference string) error
+	// CommitPoint is the majority commit point as this member knows it.
+	CommitPoint() storage.OpTime
+	RequestVote(ctx context.Context, req *shardpb.VoteRequest) (*shardpb.VoteReply, error)
+	Status(ctx context.Context, req *shardpb.StatusRequest) (*shardpb.StatusReply, error)
+	StepDown(ctx context.Context, req *shardpb.StepDownRequest) (*shardpb.StepDownReply, error)
 }
 
 // Batch bounds of PullOplog (defaults of ReplicationOptions).
@@ -44,7 +64,12 @@ type ReplicationOptions struct {
 	// Progress is set on a primary; nil on a secondary, which still serves
 	// PullOplog (a chained puller) but refuses ReportProgress with
 	// NotWritablePrimary (10107), and whose writes do not wait for others.
+	// SetProgress changes it later (role changes).
 	Progress ProgressTracker
+	// Coordinator, when set, decides writability and readability and
+	// answers RequestVote, Status and StepDown; without it those calls
+	// answer CommandNotFound and writability follows Progress.
+	Coordinator Coordinator
 	// Logger should carry the node, role and shard fields.
 	Logger zerolog.Logger
 	// MaxBatchEntries and MaxBatchBytes bound one OplogBatch (defaults
@@ -58,10 +83,11 @@ type ReplicationOptions struct {
 // Options.Replication. It is safe for concurrent use.
 type Replication struct {
 	replicationNotBuilt
-	eng  *storage.Engine
-	prog ProgressTracker
-	log  zerolog.Logger
-	opts ReplicationOptions
+	eng   *storage.Engine
+	prog  atomic.Pointer[progressBox]
+	coord Coordinator
+	log   zerolog.Logger
+	opts  ReplicationOptions
 	// stopping ends every PullOplog stream (Stop): they never end by
 	// themselves, so a graceful stop of the gRPC server would wait for them.
 	stopping context.Context
@@ -80,8 +106,21 @@ func NewReplication(o ReplicationOptions) (*Replication, error) {
 		o.MaxBatchBytes = DefaultPullBatchBytes
 	}
 	stopping, stop := context.WithCancel(context.Background())
-	return &Replication{eng: o.Engine, prog: o.Progress, log: o.Logger, opts: o, stopping: stopping, stop: stop}, nil
+	r := &Replication{eng: o.Engine, coord: o.Coordinator, log: o.Logger, opts: o, stopping: stopping, stop: stop}
+	r.SetProgress(o.Progress)
+	return r, nil
 }
+
+// progressBox lets a nil tracker be stored in an atomic.Pointer.
+type progressBox struct{ p ProgressTracker }
+
+// SetProgress installs the progress tracker of a new primary term, or
+// removes it (nil) when the member stops being primary: progress reports
+// are refused from then on and writes no longer wait on it.
+func (r *Replication) SetProgress(p ProgressTracker) { r.prog.Store(&progressBox{p}) }
+
+// progress returns the current tracker (nil on a secondary).
+func (r *Replication) progress() ProgressTracker { return r.prog.Load().p }
 
 // Stop ends the PullOplog streams in progress and refuses new ones with
 // InterruptedAtShutdown. Call it before stopping the gRPC server
@@ -97,10 +136,13 @@ func fromOpTime(t storage.OpTime) *shardpb.OpTime {
 }
 
 func (r *Replication) commitPoint() *shardpb.OpTime {
-	if r.prog == nil {
-		return nil
+	if p := r.progress(); p != nil {
+		return fromOpTime(p.CommitPoint())
 	}
-	return fromOpTime(r.prog.CommitPoint())
+	if r.coord != nil {
+		return fromOpTime(r.coord.CommitPoint())
+	}
+	return nil
 }
 
 // PullOplog streams the durable entries after req.After until the client
@@ -178,10 +220,15 @@ func (r *Replication) PullOplog(req *shardpb.PullOplogRequest, stream shardpb.Re
 // ReportProgress records a secondary's durable optime and answers with the
 // commit point. A member that is not primary answers NotWritablePrimary.
 func (r *Replication) ReportProgress(_ context.Context, req *shardpb.ProgressRequest) (*shardpb.ProgressReply, error) {
-	if r.prog == nil {
+	prog := r.progress()
+	if prog == nil {
 		return nil, mongoerr.New(mongoerr.NotWritablePrimary, "not primary: progress reports go to the primary")
 	}
-	if err := r.prog.Report(req.GetMember(), toOpTime(req.GetDurable())); err != nil {
+	if term := r.eng.Term(); req.GetTerm() > term {
+		// The reporter promised a newer term: this primary is stale.
+		return nil, mongoerr.New(mongoerr.StaleTerm, "this member is at term %d, older than the reporter's term %d", term, req.GetTerm())
+	}
+	if err := prog.Report(req.GetMember(), toOpTime(req.GetDurable())); err != nil {
 		return nil, err
 	}
 	return &shardpb.ProgressReply{Term: r.eng.Term(), CommitPoint: r.commitPoint()}, nil
@@ -191,20 +238,61 @@ func (r *Replication) ReportProgress(_ context.Context, req *shardpb.ProgressReq
 // member without a progress tracker (replication off, or a secondary) it
 // returns at once: the local synced write is all there is.
 func (r *Replication) AwaitWriteConcern(ctx context.Context, t storage.OpTime, wc *shardpb.WriteConcern) error {
-	if r.prog == nil {
+	p := r.progress()
+	if p == nil {
+		if r.coord != nil {
+			// The member stepped down between the write and the wait: the
+			// write may be rolled back, so it is not acknowledged beyond w:1.
+			return mongoerr.New(mongoerr.PrimarySteppedDown, "primary stepped down before the write concern was satisfied")
+		}
 		return nil
 	}
-	return r.prog.AwaitWriteConcern(ctx, t, wc)
+	return p.AwaitWriteConcern(ctx, t, wc)
 }
 
-// CheckWritable refuses writes on a member that is not primary (a
-// Replication without a progress tracker) with NotWritablePrimary (10107),
-// so drivers retry on the primary.
+// CheckWritable refuses writes on a member that is not primary with
+// NotWritablePrimary (10107), so drivers retry on the primary: the
+// Coordinator decides when there is one, else the presence of a progress
+// tracker does.
 func (r *Replication) CheckWritable() error {
-	if r.prog == nil {
+	if r.coord != nil {
+		return r.coord.CheckWritable()
+	}
+	if r.progress() == nil {
 		return mongoerr.New(mongoerr.NotWritablePrimary, "not primary")
 	}
 	return nil
+}
+
+// CheckReadable refuses a read this member must not serve under its role
+// (only with a Coordinator; without one every member serves reads).
+func (r *Replication) CheckReadable(readPreference string) error {
+	if r.coord != nil {
+		return r.coord.CheckReadable(readPreference)
+	}
+	return nil
+}
+
+// RequestVote, Status and StepDown are the Coordinator's.
+func (r *Replication) RequestVote(ctx context.Context, req *shardpb.VoteRequest) (*shardpb.VoteReply, error) {
+	if r.coord == nil {
+		return nil, notBuilt("RequestVote")
+	}
+	return r.coord.RequestVote(ctx, req)
+}
+
+func (r *Replication) Status(ctx context.Context, req *shardpb.StatusRequest) (*shardpb.StatusReply, error) {
+	if r.coord == nil {
+		return nil, notBuilt("Status")
+	}
+	return r.coord.Status(ctx, req)
+}
+
+func (r *Replication) StepDown(ctx context.Context, req *shardpb.StepDownRequest) (*shardpb.StepDownReply, error) {
+	if r.coord == nil {
+		return nil, notBuilt("StepDown")
+	}
+	return r.coord.StepDown(ctx, req)
 }
 
 // writeConcernWaiter and writableChecker are the hooks the write path looks
@@ -215,6 +303,18 @@ type writeConcernWaiter interface {
 }
 
 type writableChecker interface{ CheckWritable() error }
+
+type readableChecker interface {
+	CheckReadable(readPreference string) error
+}
+
+// checkReadable is called before a read with the request's read options.
+func (s *Server) checkReadable(ro *shardpb.ReadOptions) error {
+	if c, ok := s.repl.(readableChecker); ok {
+		return c.CheckReadable(ro.GetReadPreference())
+	}
+	return nil
+}
 
 // checkWritable is called before a write is applied.
 func (s *Server) checkWritable() error {
@@ -267,8 +367,4 @@ func (replicationNotBuilt) Status(context.Context, *shardpb.StatusRequest) (*sha
 
 func (replicationNotBuilt) StepDown(context.Context, *shardpb.StepDownRequest) (*shardpb.StepDownReply, error) {
 	return nil, notBuilt("StepDown")
-}
-
-func (replicationNotBuilt) CloneSnapshot(*shardpb.CloneRequest, shardpb.Replication_CloneSnapshotServer) error {
-	return notBuilt("CloneSnapshot")
 }

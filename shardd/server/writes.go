@@ -18,7 +18,8 @@ import (
 // refused on a member that is not primary, and after it is applied it
 // waits for its write concern (replication.go); a write concern that is
 // not met is reported as the reply's writeConcernError, the write stays.
-// Shard version and session are accepted and not acted on yet.
+// A session (SessionInfo) makes the statements retryable (session.go).
+// Shard version is accepted and not acted on yet.
 
 // maxWriteBatch is MongoDB's maxWriteBatchSize: statements per write.
 const maxWriteBatch = 100000
@@ -68,11 +69,15 @@ func (s *Server) Insert(ctx context.Context, req *shardpb.InsertRequest) (*shard
 	if n := len(req.GetDocuments()); n == 0 || n > maxWriteBatch {
 		return nil, mongoerr.New(mongoerr.InvalidLength, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatch, n)
 	}
+	rt, err := s.retryableOf(req.GetSession(), len(req.GetDocuments()))
+	if err != nil {
+		return nil, err
+	}
 	in := make([]bson.Raw, len(req.GetDocuments()))
 	for i, d := range req.GetDocuments() {
 		in[i] = d // validated per document by the engine (InvalidBSON as a write error)
 	}
-	results, err := s.eng.Insert(ctx, req.GetNs(), in, storage.WriteOptions{Ordered: req.GetOrdered()})
+	results, err := s.eng.Insert(ctx, req.GetNs(), in, storage.WriteOptions{Ordered: req.GetOrdered(), Stmts: rt.insertStmts(len(in))})
 	if err != nil {
 		return nil, err
 	}
@@ -83,8 +88,9 @@ func (s *Server) Insert(ctx context.Context, req *shardpb.InsertRequest) (*shard
 			continue
 		}
 		reply.N++
+		rt.noteInsert(i, r)
 	}
-	reply.OpTime = s.opTime(reply.N > 0)
+	reply.OpTime = s.replyOpTime(rt, reply.N > 0)
 	reply.WriteConcernError = s.awaitWriteConcern(ctx, req.GetWriteConcern(), reply.OpTime)
 	return reply, nil
 }
@@ -101,13 +107,17 @@ func (s *Server) Update(ctx context.Context, req *shardpb.UpdateRequest) (*shard
 	if n := len(req.GetUpdates()); n == 0 || n > maxWriteBatch {
 		return nil, mongoerr.New(mongoerr.InvalidLength, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatch, n)
 	}
+	rt, err := s.retryableOf(req.GetSession(), len(req.GetUpdates()))
+	if err != nil {
+		return nil, err
+	}
 	reply := &shardpb.WriteReply{}
 	wrote := false
 	for i, st := range req.GetUpdates() {
 		spec, err := updateSpec(st)
 		var res executor.UpdateResult
 		if err == nil {
-			res, err = s.exec.Update(ctx, req.GetNs(), spec)
+			res, err = s.update(ctx, req.GetNs(), spec, rt, i)
 		}
 		if err != nil {
 			reply.WriteErrors = append(reply.WriteErrors, writeError(i, err))
@@ -124,7 +134,7 @@ func (s *Server) Update(ctx context.Context, req *shardpb.UpdateRequest) (*shard
 		}
 		wrote = wrote || res.Modified > 0 || res.UpsertedID.Type != 0
 	}
-	reply.OpTime = s.opTime(wrote)
+	reply.OpTime = s.replyOpTime(rt, wrote)
 	reply.WriteConcernError = s.awaitWriteConcern(ctx, req.GetWriteConcern(), reply.OpTime)
 	return reply, nil
 }
@@ -160,6 +170,10 @@ func (s *Server) Delete(ctx context.Context, req *shardpb.DeleteRequest) (*shard
 	if n := len(req.GetDeletes()); n == 0 || n > maxWriteBatch {
 		return nil, mongoerr.New(mongoerr.InvalidLength, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatch, n)
 	}
+	rt, err := s.retryableOf(req.GetSession(), len(req.GetDeletes()))
+	if err != nil {
+		return nil, err
+	}
 	reply := &shardpb.WriteReply{}
 	for i, st := range req.GetDeletes() {
 		filter, err := doc("q", st.GetFilter())
@@ -168,7 +182,7 @@ func (s *Server) Delete(ctx context.Context, req *shardpb.DeleteRequest) (*shard
 		}
 		var n int64
 		if err == nil {
-			n, err = s.exec.Delete(ctx, req.GetNs(), executor.DeleteSpec{Filter: filter, Limit: st.GetLimit()})
+			n, err = s.delete(ctx, req.GetNs(), executor.DeleteSpec{Filter: filter, Limit: st.GetLimit()}, rt, i)
 		}
 		if err != nil {
 			reply.WriteErrors = append(reply.WriteErrors, writeError(i, err))
@@ -179,7 +193,7 @@ func (s *Server) Delete(ctx context.Context, req *shardpb.DeleteRequest) (*shard
 		}
 		reply.N += n
 	}
-	reply.OpTime = s.opTime(reply.N > 0)
+	reply.OpTime = s.replyOpTime(rt, reply.N > 0)
 	reply.WriteConcernError = s.awaitWriteConcern(ctx, req.GetWriteConcern(), reply.OpTime)
 	return reply, nil
 }
@@ -210,7 +224,11 @@ func (s *Server) FindAndModify(ctx context.Context, req *shardpb.FindAndModifyRe
 		return nil, err
 	}
 	spec.Remove, spec.New, spec.Upsert = req.GetRemove(), req.GetNew(), req.GetUpsert()
-	res, err := s.exec.FindAndModify(ctx, req.GetNs(), spec)
+	rt, err := s.retryableOf(req.GetSession(), 1)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.findAndModify(ctx, req.GetNs(), spec, rt)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +238,7 @@ func (s *Server) FindAndModify(ctx context.Context, req *shardpb.FindAndModifyRe
 		UpdatedExisting: res.Updated,
 		UpsertedId:      valueDoc(res.UpsertedID),
 	}
-	reply.OpTime = s.opTime(res.Matched || res.UpsertedID.Type != 0)
+	reply.OpTime = s.replyOpTime(rt, res.Matched || res.UpsertedID.Type != 0)
 	reply.WriteConcernError = s.awaitWriteConcern(ctx, req.GetWriteConcern(), reply.OpTime)
 	return reply, nil
 }
