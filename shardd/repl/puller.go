@@ -231,7 +231,7 @@ func (p *Puller) pullOnce(ctx context.Context) (progressed bool, err error) {
 			entries = append(entries, e)
 		}
 		start := time.Now()
-		if err := p.opts.Engine.ApplyOplog(ctx, entries); err != nil {
+		if err := p.opts.Engine.ApplyOplogFrom(ctx, batch.GetTerm(), entries); err != nil {
 			if errors.Is(err, storage.ErrOplogDiverged) {
 				return progressed, fmt.Errorf("%w: %v", ErrDiverged, err)
 			}

@@ -68,6 +68,16 @@ var (
 // never go back). ApplyOplog does not check roles: the caller must be the
 // member's only writer while it is a secondary.
 func (e *Engine) ApplyOplog(ctx context.Context, entries []OplogEntry) error {
+	return e.ApplyOplogFrom(ctx, 0, entries)
+}
+
+// ApplyOplogFrom is ApplyOplog for entries sent by a sync source in
+// sourceTerm: it refuses them with StaleTerm, writing nothing, when this
+// member promised a newer term in a vote (vote.go). That is the fencing
+// promise: an old primary's batches are refused, while the entries of
+// older terms that a newer primary holds are not. The check is made under
+// the write lock, which Vote holds too. sourceTerm 0 checks nothing.
+func (e *Engine) ApplyOplogFrom(ctx context.Context, sourceTerm uint64, entries []OplogEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}
@@ -90,6 +100,10 @@ func (e *Engine) ApplyOplog(ctx context.Context, entries []OplogEntry) error {
 	if e.syncPending.Load() {
 		e.unlock()
 		return fmt.Errorf("apply oplog: %w", ErrInitialSyncPending)
+	}
+	if v := e.voted.Load(); sourceTerm > 0 && sourceTerm < v {
+		e.unlock()
+		return mongoerr.New(mongoerr.StaleTerm, "the sync source is in term %d, older than term %d, which this member promised in a vote", sourceTerm, v)
 	}
 	t := e.newTxn("applyOplog", "", start)
 	t.replica = true
@@ -117,12 +131,6 @@ func (e *Engine) ApplyOplog(ctx context.Context, entries []OplogEntry) error {
 		if en.Term < t.last.Term {
 			t.abort()
 			return fmt.Errorf("entry %s has an older term than the local last entry %s: %w", at, t.last, ErrOplogDiverged)
-		}
-		if v := e.voted.Load(); en.Term < v {
-			// The fencing promise of a vote (vote.go): checked under the
-			// write lock, which Vote holds too.
-			t.abort()
-			return mongoerr.New(mongoerr.StaleTerm, "entry %s is from a term older than term %d, which this member promised in a vote", at, v)
 		}
 		err := t.applyEntry(en, cmds[i])
 		if err == nil && en.Stmt != nil {

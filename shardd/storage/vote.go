@@ -8,11 +8,13 @@ import (
 )
 
 // A vote is a promise (DESIGN §4, fencing): a member that grants a
-// candidate its vote for term T never again accepts an oplog entry of a
-// term older than T. The promise is durable before the vote is answered,
-// and it is checked by ApplyOplog under the engine's write lock, which
-// Vote also holds: an entry applied concurrently with a vote is either in
-// the log the voter reported or refused afterwards, never both.
+// candidate its vote for term T never again accepts oplog entries sent by
+// a sync source in a term older than T (an old primary); entries of older
+// terms that the new primary itself holds are accepted. The promise is
+// durable before the vote is answered, and it is checked by ApplyOplogFrom
+// under the engine's write lock, which Vote also holds: a batch applied
+// concurrently with a vote is either in the log the voter reported or
+// refused afterwards, never both.
 
 // VotedTerm returns the newest term promised in a vote (0 if none).
 func (e *Engine) VotedTerm() uint64 { return e.voted.Load() }
