@@ -113,6 +113,20 @@ func (l *PrimaryLease) end(why error) {
 // (or the same) member holds it, ErrConflict if a concurrent acquisition
 // moved the term, ErrNotFound (ShardNotFound) for an unknown shard.
 func (c *Catalog) AcquirePrimary(ctx context.Context, shard, member string, ttl time.Duration) (*PrimaryLease, error) {
+	return c.acquirePrimary(ctx, shard, member, ttl, 0)
+}
+
+// AcquirePrimaryTerm is AcquirePrimary for exactly term: it fails with
+// ErrConflict unless the last term handed out is term-1. An election uses
+// it because its voters promised that term (DESIGN §4).
+func (c *Catalog) AcquirePrimaryTerm(ctx context.Context, shard, member string, ttl time.Duration, term int64) (*PrimaryLease, error) {
+	if term < 1 {
+		return nil, fmt.Errorf("acquire primary of %s: term %d must be positive", shard, term)
+	}
+	return c.acquirePrimary(ctx, shard, member, ttl, term)
+}
+
+func (c *Catalog) acquirePrimary(ctx context.Context, shard, member string, ttl time.Duration, want int64) (*PrimaryLease, error) {
 	tresp, err := c.cli.Get(ctx, c.termKey(shard))
 	if err != nil {
 		return nil, fmt.Errorf("etcd get term of %s: %w", shard, err)
@@ -126,6 +140,9 @@ func (c *Catalog) AcquirePrimary(ctx context.Context, shard, member string, ttl 
 			return nil, corrupt(c.termKey(shard), err)
 		}
 		termCmp = clientv3.Compare(clientv3.ModRevision(c.termKey(shard)), "=", tresp.Kvs[0].ModRevision)
+	}
+	if want > 0 && last.Term != want-1 {
+		return nil, coded(ErrConflict, mongoerr.ElectionInProgress, "term %d of shard %q is taken: the last term handed out is %d", want, shard, last.Term)
 	}
 	// The lease's countdown starts no earlier than this.
 	sent := time.Now()
@@ -268,6 +285,31 @@ func (c *Catalog) GetPrimary(ctx context.Context, shard string) (PrimaryInfo, er
 		return PrimaryInfo{}, coded(ErrNotFound, mongoerr.NotYetInitialized, "shard %q has no primary", shard)
 	}
 	return p, err
+}
+
+// ElectionView reads, at one revision, the last term handed out for a
+// shard and its current primary (present false when none holds the
+// lease). A candidate that sees no primary here knows that any primary
+// appearing later gets a term newer than the one it read.
+func (c *Catalog) ElectionView(ctx context.Context, shard string) (term int64, primary PrimaryInfo, present bool, err error) {
+	resp, err := c.cli.Txn(ctx).Then(clientv3.OpGet(c.termKey(shard)), clientv3.OpGet(c.primaryKey(shard))).Commit()
+	if err != nil {
+		return 0, PrimaryInfo{}, false, fmt.Errorf("etcd read term and primary of %s: %w", shard, err)
+	}
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		var t termRecord
+		if err := json.Unmarshal(kvs[0].Value, &t); err != nil {
+			return 0, PrimaryInfo{}, false, corrupt(c.termKey(shard), err)
+		}
+		term = t.Term
+	}
+	if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
+		if err := json.Unmarshal(kvs[0].Value, &primary); err != nil {
+			return 0, PrimaryInfo{}, false, corrupt(c.primaryKey(shard), err)
+		}
+		present = true
+	}
+	return term, primary, present, nil
 }
 
 // CurrentTerm returns the last term handed out for a shard (0 if none).

@@ -15,6 +15,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -41,14 +42,27 @@ type Client struct {
 // down; the first call does (HostUnreachable). ctx is not used for the
 // connection, which lives until Close.
 func Dial(_ context.Context, addr string) (*Client, error) {
-	conn, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
-	)
+	conn, err := grpc.NewClient(addr, DialOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("shardclient: dial %s: %w", addr, err)
 	}
 	return &Client{addr: addr, conn: conn, shard: shardpb.NewShardClient(conn), health: healthpb.NewHealthClient(conn)}, nil
+}
+
+// DialOptions are the gRPC options of every connection to a shardd
+// (routers and replica-set members alike): no TLS, message limits of
+// MaxMessageSize, and a reconnect backoff capped at one second instead of
+// gRPC's two minutes, because a member that restarts after a crash must be
+// reachable again within a failover's time.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: time.Second,
+		}),
+	}
 }
 
 // Close closes the connection; calls in flight fail.
