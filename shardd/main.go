@@ -10,10 +10,9 @@
 // store is open; the process also writes the launcher's ready file then.
 // SIGTERM/SIGINT shut down cleanly (exit 0); any start-up error (bad file,
 // unknown name, address in use, foreign, corrupt or missing data) exits 1
-// with one clear message. Without --repl-static the member serves alone, as
-// if it were primary; with it (on every member of the shard) the shard's
-// first member in cluster.yaml is primary and the others replicate from it
-// (static roles, until elections exist).
+// with one clear message. The member finds its replica set's primary
+// through the config servers' etcd, stands in elections when there is
+// none, and replicates (see package shardd/replset).
 package main
 
 import (
@@ -64,7 +63,6 @@ func newCommand() *cobra.Command {
 	c.Flags().StringVarP(&cfgPath, "config", "f", "cluster.yaml", "cluster description")
 	c.Flags().StringVar(&name, "name", "", "this member's name among the shards' members")
 	c.Flags().DurationVar(&opts.StopTimeout, "stop-timeout", cmd.DefaultStopTimeout, "on SIGTERM, how long running calls may take to finish before they are cut")
-	c.Flags().BoolVar(&opts.StaticReplication, "repl-static", false, "replicate with static roles: the shard's first member is primary, the others pull its oplog")
 	config.BindFlags(c.Flags())
 	return c
 }

@@ -5,16 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
-
-	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/psdb/psdb/pkg/config"
 	"github.com/psdb/psdb/pkg/shardclient"
@@ -118,118 +116,6 @@ func waitExit(t *testing.T, p *proc) error {
 	}
 }
 
-// TestProcessKillRestart runs shardd as a real process: it serves after
-// the health check passes, keeps every acknowledged insert across a
-// SIGKILL, and stops cleanly on SIGTERM.
-func TestProcessKillRestart(t *testing.T) {
-	bin := buildShardd(t)
-	dir := t.TempDir()
-	cfg, cl := writeCluster(t, dir)
-	node, err := cl.Node("rs0a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := startShardd(t, bin, cfg, "rs0a")
-	waitHealthy(t, p, node.Addr)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	// A fresh client per process: a gRPC connection to the killed process
-	// sits in reconnect backoff for a while and fails calls fast.
-	dial := func() *shardclient.Client {
-		t.Helper()
-		c, err := shardclient.Dial(ctx, node.Addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	cli := dial()
-
-	// Three rounds: concurrent writers record every acknowledged _id, the
-	// process is SIGKILLed while they run, and after a restart every
-	// acknowledged _id is there.
-	var want []int
-	for round := 0; round < 3; round++ {
-		var (
-			mu    sync.Mutex
-			acked []int
-			wg    sync.WaitGroup
-		)
-		for w := 0; w < 4; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 0; ; i++ {
-					id := round*10_000_000 + w*1_000_000 + i
-					doc, _ := bson.Marshal(bson.D{{Key: "_id", Value: id}, {Key: "w", Value: w}})
-					res, err := cli.Insert(ctx, "app.items", []bson.Raw{doc}, shardclient.WriteOptions{Ordered: true})
-					if err != nil {
-						return // the process is gone
-					}
-					if res.N == 1 {
-						mu.Lock()
-						acked = append(acked, id)
-						mu.Unlock()
-					}
-				}
-			}()
-		}
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			mu.Lock()
-			n := len(acked)
-			mu.Unlock()
-			if n >= 100 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("round %d: only %d inserts acknowledged in 20s", round, n)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		waitExit(t, p)
-		wg.Wait()
-		want = append(want, acked...)
-
-		p = startShardd(t, bin, cfg, "rs0a")
-		waitHealthy(t, p, node.Addr)
-		cli = dial()
-		docs, err := cli.FindAll(ctx, "app.items", shardclient.Find{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		have := map[int]bool{}
-		for _, d := range docs {
-			have[int(d.Lookup("_id").Int32())] = true
-		}
-		for _, id := range want {
-			if !have[id] {
-				t.Fatalf("round %d: acknowledged _id %d lost after SIGKILL (%d acknowledged, %d found)", round, id, len(want), len(docs))
-			}
-		}
-		t.Logf("round %d: %d acknowledged inserts in all, %d documents after restart", round, len(want), len(docs))
-	}
-
-	// A second copy of the member fails on the port, without touching data.
-	p2 := startShardd(t, bin, cfg, "rs0a")
-	if err := waitExit(t, p2); err == nil || !strings.Contains(p2.out.String(), "address already in use") {
-		t.Fatalf("second shardd: exit %v, output:\n%s", err, p2.out)
-	}
-
-	// SIGTERM: clean exit 0.
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := waitExit(t, p); err != nil {
-		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.out)
-	}
-}
-
 // TestRefusesBadStart checks the start-up refusals: each exits non-zero
 // with one clear message and without serving.
 func TestRefusesBadStart(t *testing.T) {
@@ -293,6 +179,15 @@ func TestRefusesBadStart(t *testing.T) {
 			}
 			t.Cleanup(func() { _ = os.WriteFile(stamp, old, 0o644) })
 		}, []string{"--config", cfg, "--name", "rs0a"}, "belongs to another cluster"},
+		{"address in use", func(t *testing.T) {
+			// Another process on the member's port: refused before the
+			// store is touched.
+			ln, err := net.Listen("tcp", node.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+		}, []string{"--config", cfg, "--name", "rs0a"}, "address already in use"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

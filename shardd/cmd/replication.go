@@ -1,61 +1,92 @@
 package cmd
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	"github.com/rs/zerolog"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/psdb/psdb/pkg/catalog"
 	"github.com/psdb/psdb/pkg/config"
-	"github.com/psdb/psdb/proto/shardpb"
 	"github.com/psdb/psdb/shardd/repl"
+	"github.com/psdb/psdb/shardd/replset"
 	"github.com/psdb/psdb/shardd/server"
 	"github.com/psdb/psdb/shardd/storage"
 )
 
-// staticReplication sets up replication with static roles (Options.
-// StaticReplication, the --repl-static flag): the first member of the
-// shard in cluster.yaml is the primary (it tracks progress and writes wait
-// for their write concern, w:"majority" by default); every other member is
-// a secondary that pulls from it, refuses writes with NotWritablePrimary
-// and serves its oplog to chained pullers. Without the option it returns
-// (nil, nil, nil): the member serves alone, as before replication existed.
-//
-// Static roles are a stand-in until elections exist (issue 5): nothing
-// here survives the primary's death, and a secondary that diverged stops
-// pulling (its puller's error is logged) rather than roll back.
-func staticReplication(o Options, n config.Node, eng *storage.Engine, log zerolog.Logger) (shardpb.ReplicationServer, *repl.Puller, error) {
-	if !o.StaticReplication {
-		return nil, nil, nil
-	}
+// replication is the member's replica-set machinery: the Replication
+// service, the role machine (replset.Member), its etcd client and the
+// oplog retention policy.
+type replication struct {
+	svc       *server.Replication
+	member    *replset.Member
+	etcd      *clientv3.Client
+	eng       *storage.Engine
+	retention storage.RetentionPolicy
+	log       zerolog.Logger
+}
+
+// newReplication builds the member's role machine over the config
+// servers of cluster.yaml. The etcd client connects in the background:
+// until it does, the member stays secondary and pulls from nobody.
+func newReplication(o Options, n config.Node, eng *storage.Engine, log zerolog.Logger) (*replication, error) {
 	sh, ok := o.Cluster.Shard(n.Shard)
 	if !ok || len(sh.Members) == 0 {
-		return nil, nil, fmt.Errorf("shardd %s: shard %q has no members in cluster.yaml", n.Name, n.Shard)
+		return nil, fmt.Errorf("shardd %s: shard %q has no members in cluster.yaml", n.Name, n.Shard)
 	}
-	names := make([]string, len(sh.Members))
-	for i, m := range sh.Members {
-		names[i] = m.Name
-	}
-	primary := sh.Members[0]
-	if n.Name == primary.Name {
-		prog, err := repl.NewProgress(repl.ProgressOptions{Self: n.Name, Members: names, SelfDurable: eng.LastOpTime, Term: eng.Term()})
-		if err != nil {
-			return nil, nil, err
-		}
-		rs, err := server.NewReplication(server.ReplicationOptions{Engine: eng, Progress: prog, Logger: log})
-		if err != nil {
-			return nil, nil, err
-		}
-		log.Info().Str("replRole", "primary").Strs("members", names).Msg("static replication")
-		return rs, nil, nil
-	}
-	rs, err := server.NewReplication(server.ReplicationOptions{Engine: eng, Logger: log})
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   o.Cluster.EtcdEndpoints(),
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+	})
 	if err != nil {
-		return nil, nil, err
+		return nil, fmt.Errorf("shardd %s: etcd client for %v: %w", n.Name, o.Cluster.EtcdEndpoints(), err)
 	}
-	p, err := repl.NewPuller(repl.PullerOptions{Member: n.Name, Source: primary.Addr, Engine: eng, Logger: log})
+	peers := make([]replset.Peer, 0, len(sh.Members))
+	for _, m := range sh.Members {
+		peers = append(peers, replset.Peer{Name: m.Name, Addr: m.Addr})
+	}
+	rc := o.Cluster.Replication
+	member, err := replset.New(replset.Options{
+		Set: n.Shard, Self: n.Name, Addr: n.Addr, Peers: peers,
+		Engine: eng, DataDir: n.DataDir,
+		Leases:          catalog.New(cli, catalog.WithLogger(log)),
+		LeaseTTL:        rc.LeaseTTL,
+		ElectionBackoff: rc.ElectionBackoff,
+		Logger:          log,
+	})
 	if err != nil {
-		return nil, nil, err
+		cli.Close()
+		return nil, err
 	}
-	log.Info().Str("replRole", "secondary").Str("syncSource", primary.Name).Msg("static replication")
-	return rs, p, nil
+	svc, err := server.NewReplication(server.ReplicationOptions{Engine: eng, Coordinator: member, Logger: log})
+	if err != nil {
+		cli.Close()
+		return nil, err
+	}
+	member.Attach(svc)
+	return &replication{svc: svc, member: member, etcd: cli, eng: eng,
+		retention: repl.RetentionPolicyOf(o.Cluster.OplogRetentionOf(n.Shard)), log: log}, nil
 }
+
+// run runs the role machine and the oplog retention loop until ctx ends;
+// on the way out the member gives up the primary lease, so stop it before
+// the gRPC server.
+func (r *replication) run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return r.member.Run(ctx) })
+	g.Go(func() error {
+		err := repl.RunOplogRetention(ctx, repl.RetentionOptions{Engine: r.eng, Policy: r.retention, Logger: r.log})
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	})
+	return g.Wait()
+}
+
+func (r *replication) close() { _ = r.etcd.Close() }

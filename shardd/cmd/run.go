@@ -64,10 +64,6 @@ type Options struct {
 	// StopTimeout bounds GracefulStop on shutdown (default
 	// DefaultStopTimeout); calls still running after it are cut.
 	StopTimeout time.Duration
-	// StaticReplication turns on replication with static roles: the
-	// shard's first member is primary, the others pull from it (see
-	// staticReplication). Off by default; elections will replace it.
-	StaticReplication bool
 }
 
 // ShownError is an error that was already logged to the console; main
@@ -129,31 +125,28 @@ func serve(ctx context.Context, o Options, n config.Node, log zerolog.Logger) er
 	if err != nil {
 		return err
 	}
-	replSvc, puller, err := staticReplication(o, n, eng, log)
+	rs, err := newReplication(o, n, eng, log)
 	if err != nil {
 		eng.Close()
 		return err
 	}
-	srv, err := server.New(server.Options{Engine: eng, Logger: log, CursorTimeout: o.Cluster.Router.CursorTimeout, Replication: replSvc})
+	defer rs.close()
+	srv, err := server.New(server.Options{Engine: eng, Logger: log, CursorTimeout: o.Cluster.Router.CursorTimeout, Replication: rs.svc})
 	if err != nil {
 		eng.Close()
 		return err
 	}
-	// The puller (a static secondary's) is owned here: it stops before the
-	// store closes.
-	pullCtx, stopPull := context.WithCancel(ctx)
-	defer stopPull()
-	pullDone := make(chan struct{})
-	if puller != nil {
-		go func() {
-			defer close(pullDone)
-			if err := puller.Run(pullCtx); err != nil && pullCtx.Err() == nil {
-				log.Error().Err(err).Msg("replication stopped; this member no longer follows its primary")
-			}
-		}()
-	} else {
-		close(pullDone)
-	}
+	// The role machine is owned here: it stops (giving up the primary
+	// lease) before the gRPC server and the store.
+	memberCtx, stopMember := context.WithCancel(context.Background())
+	defer stopMember()
+	memberDone := make(chan struct{})
+	go func() {
+		defer close(memberDone)
+		if err := rs.run(memberCtx); err != nil {
+			log.Error().Err(err).Msg("replica-set member stopped")
+		}
+	}()
 	g := srv.NewGRPCServer()
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(ln) }()
@@ -172,9 +165,9 @@ func serve(ctx context.Context, o Options, n config.Node, log zerolog.Logger) er
 		serveErr = fmt.Errorf("grpc server stopped: %w", serveErr)
 	}
 	srv.SetServing(false)
-	if r, ok := replSvc.(interface{ Stop() }); ok {
-		r.Stop() // end the oplog streams, which never end by themselves
-	}
+	stopMember() // step down first, so another member is elected at once
+	<-memberDone
+	rs.svc.Stop() // end the oplog streams, which never end by themselves
 	stopped := make(chan struct{})
 	go func() { g.GracefulStop(); close(stopped) }()
 	select {
@@ -184,8 +177,6 @@ func serve(ctx context.Context, o Options, n config.Node, log zerolog.Logger) er
 		g.Stop()
 		<-stopped
 	}
-	stopPull()
-	<-pullDone
 	srv.Close()
 	if err := eng.Close(); err != nil {
 		return errors.Join(serveErr, fmt.Errorf("close store: %w", err))
