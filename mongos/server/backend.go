@@ -45,6 +45,13 @@ type ShardConn interface {
 	ListCollections(ctx context.Context, db string) ([]string, error)
 	CreateCollection(ctx context.Context, ns string) error
 	DropCollection(ctx context.Context, ns string) (int, error)
+	FindAndModify(ctx context.Context, ns string, f shardclient.FindAndModify) (*shardclient.FindAndModifyResult, error)
+	Distinct(ctx context.Context, ns, key string, filter bson.Raw) ([]bson.RawValue, error)
+	Explain(ctx context.Context, ns string, f shardclient.Find) (bson.Raw, error)
+	CreateIndexes(ctx context.Context, ns string, specs ...bson.Raw) (*shardclient.CreateIndexesResult, error)
+	DropIndexes(ctx context.Context, ns string, names ...string) (int, error)
+	DropIndexByKey(ctx context.Context, ns string, key bson.Raw) (int, error)
+	ListIndexes(ctx context.Context, ns string) ([]bson.Raw, error)
 }
 
 var _ ShardConn = (*shardclient.Client)(nil)
@@ -202,6 +209,9 @@ func (b *ClusterBackend) Shard(name string) (ShardConn, error) {
 
 // EnsureDatabase implements Backend.
 func (b *ClusterBackend) EnsureDatabase(ctx context.Context, name string) error {
+	if name == configDBName {
+		return errConfigReadOnly(name)
+	}
 	cat, cm, err := b.state()
 	if err != nil {
 		return err

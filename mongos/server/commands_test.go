@@ -243,6 +243,7 @@ func TestListCommands(t *testing.T) {
 	want := []string{"aggregate", "buildInfo", "buildinfo", "connectionStatus", "count", "create", "delete", "drop", "endSessions", "find",
 		"getCmdLineOpts", "getLog", "getMore", "getParameter", "hello", "hostInfo", "insert", "isMaster", "ismaster", "killCursors",
 		"killSessions", "listCollections", "listCommands", "listDatabases", "ping", "refreshSessions", "serverStatus", "update", "whatsmyuri"}
+	want = withAdminCommands(append(want, dataCommandNames...))
 	if len(names) != len(want) {
 		t.Fatalf("commands %v, want %v", names, want)
 	}

@@ -63,6 +63,9 @@ func handleAggregate(ctx context.Context, s *Server, req *Request) (bson.Raw, er
 	if err != nil {
 		return ErrorReply(err), nil
 	}
+	if req.DB == configDBName {
+		return s.configAggregate(ctx, req, ns)
+	}
 	a, err := parseAggregate(req.Doc)
 	if err != nil {
 		return ErrorReply(err), nil

@@ -23,6 +23,9 @@ func handleCount(ctx context.Context, s *Server, req *Request) (bson.Raw, error)
 	if err != nil {
 		return ErrorReply(err), nil
 	}
+	if req.DB == configDBName {
+		return s.configCount(ctx, req, ns)
+	}
 	filter, err := docArg(req.Doc, "query")
 	if err != nil {
 		return ErrorReply(err), nil

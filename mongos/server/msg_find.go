@@ -69,6 +69,9 @@ func handleFind(ctx context.Context, s *Server, req *Request) (bson.Raw, error) 
 	if err != nil {
 		return ErrorReply(err), nil
 	}
+	if req.DB == configDBName {
+		return s.configFind(ctx, req, ns)
+	}
 	a, err := parseFind(req.Doc)
 	if err != nil {
 		return ErrorReply(err), nil

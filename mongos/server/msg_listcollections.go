@@ -32,6 +32,9 @@ func handleListCollections(ctx context.Context, s *Server, req *Request) (bson.R
 			return ErrorReply(err), nil
 		}
 	}
+	if req.DB == configDBName {
+		return configListCollections(filter, nameOnly)
+	}
 	ns := req.DB + ".$cmd.listCollections"
 	b, rep := s.backend()
 	if rep != nil {

@@ -41,7 +41,7 @@ func handleListDatabases(_ context.Context, s *Server, req *Request) (bson.Raw, 
 		return ErrorReply(err), nil
 	}
 	arr := bson.A{}
-	for _, d := range rt.Databases() {
+	for _, d := range withConfigDB(rt.Databases()) {
 		var entry bson.D
 		if nameOnly {
 			entry = bson.D{{Key: "name", Value: d.Name}}
