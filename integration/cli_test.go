@@ -60,13 +60,23 @@ func rowState(t *testing.T, table, node string) (state string, pid int) {
 	t.Helper()
 	for _, line := range strings.Split(table, "\n") {
 		f := strings.Fields(line)
-		if len(f) == 6 && f[0] == node {
+		if len(f) >= 6 && f[0] == node { // INFO, when shown, has spaces
 			pid, _ = strconv.Atoi(f[4])
 			return f[5], pid
 		}
 	}
 	t.Fatalf("no row for %s in:\n%s", node, table)
 	return "", 0
+}
+
+// rowInfo returns the INFO column of node's row ("" when absent).
+func rowInfo(table, node string) string {
+	for _, line := range strings.Split(table, "\n") {
+		if f := strings.Fields(line); len(f) >= 7 && f[0] == node {
+			return strings.Join(f[6:], " ")
+		}
+	}
+	return ""
 }
 
 func alive(pid int) bool {
@@ -142,6 +152,28 @@ func TestPsdbClusterCLI(t *testing.T) {
 	// status from "another terminal" reads the pid files.
 	if st, _ := rowState(t, mustPsdb(t, dir, "cluster", "status"), "cfg0"); st != "running" {
 		t.Fatalf("status: cfg0 %s", st)
+	}
+	if _, err := os.Stat(filepath.Join(os.Getenv(harness.EnvBin), "shardd")); err == nil {
+		// Every shard shows one primary and secondaries with their lag.
+		harness.Eventually(t, 20*time.Second, func() error {
+			table := mustPsdb(t, dir, "cluster", "status")
+			for _, sh := range cfg.Shards {
+				primaries, secondaries := 0, 0
+				for _, m := range sh.Members {
+					info := rowInfo(table, m.Name)
+					switch {
+					case strings.HasPrefix(info, "PRIMARY term "):
+						primaries++
+					case strings.HasPrefix(info, "SECONDARY lag ") && strings.Contains(info, "ms from "):
+						secondaries++
+					}
+				}
+				if primaries != 1 || secondaries != len(sh.Members)-1 {
+					return fmt.Errorf("shard %s: %d primaries, %d secondaries with lag:\n%s", sh.Name, primaries, secondaries, table)
+				}
+			}
+			return nil
+		})
 	}
 
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
@@ -300,7 +332,7 @@ func (s *stream) waitUp(t *testing.T, cfg *config.Cluster) int {
 	t.Helper()
 	var pid int
 	s.waitLine(t, 60*time.Second, "connection string", func(l string) bool {
-		if f := strings.Fields(l); len(f) == 6 && f[0] == "cfg0" {
+		if f := strings.Fields(l); len(f) >= 6 && f[0] == "cfg0" {
 			if f[5] != "running" {
 				t.Fatalf("cfg0 %s:\n%s", f[5], s.transcript.String())
 			}

@@ -10,8 +10,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/psdb/psdb/pkg/config"
+	"github.com/psdb/psdb/pkg/rpcerr"
 	"github.com/psdb/psdb/pkg/shardclient"
 	"github.com/psdb/psdb/pkg/wire"
+	"github.com/psdb/psdb/proto/shardpb"
 )
 
 // HealthCheck reports whether node serves: nil when healthy, else why not.
@@ -25,9 +27,68 @@ type HealthCheck func(ctx context.Context, node config.Node) error
 // return by the time ctx ends; an error leaves the column empty.
 type InfoFunc func(ctx context.Context, node config.Node) (string, error)
 
-// DefaultInfo returns the built-in InfoFuncs by role: none yet (the shardd
-// issue adds the replica set state of shard members here).
-func DefaultInfo() map[config.Role]InfoFunc { return map[config.Role]InfoFunc{} }
+// DefaultInfo returns the built-in InfoFuncs by role for the nodes of cl:
+// a shard member's replica-set state (ShardInfo).
+func DefaultInfo(cl *config.Cluster) map[config.Role]InfoFunc {
+	return map[config.Role]InfoFunc{config.RoleShard: ShardInfo(cl)}
+}
+
+// ShardInfo describes a shard member of cl from its replica-set status:
+// "PRIMARY term 3 (3, 1200)" or "SECONDARY lag 12ms from rs0a (3, 1198)".
+// The lag of a secondary is what the primary reports for it (the age of
+// the oldest entry it lacks), so ShardInfo asks the primary too.
+func ShardInfo(cl *config.Cluster) InfoFunc {
+	return func(ctx context.Context, node config.Node) (string, error) { return shardInfo(ctx, cl, node) }
+}
+
+func shardInfo(ctx context.Context, cl *config.Cluster, node config.Node) (string, error) {
+	st, err := memberStatus(ctx, node.Addr)
+	if err != nil {
+		return "", err
+	}
+	at := fmt.Sprintf("(%d, %d)", st.GetApplied().GetTerm(), st.GetApplied().GetIndex())
+	switch st.GetState() {
+	case "PRIMARY":
+		return fmt.Sprintf("PRIMARY term %d %s", st.GetTerm(), at), nil
+	case "SECONDARY":
+		lag := "lag ?"
+		if src := st.GetSyncSource(); src != "" {
+			if addr := memberAddr(cl, node.Shard, src); addr != "" {
+				if pst, err := memberStatus(ctx, addr); err == nil {
+					for _, m := range pst.GetMembers() {
+						if m.GetName() == node.Name {
+							lag = fmt.Sprintf("lag %dms", m.GetLagMs())
+						}
+					}
+				}
+			}
+			return fmt.Sprintf("SECONDARY %s from %s %s", lag, src, at), nil
+		}
+		return "SECONDARY (no primary) " + at, nil
+	}
+	return st.GetState() + " " + at, nil
+}
+
+func memberStatus(ctx context.Context, addr string) (*shardpb.StatusReply, error) {
+	c, err := shardclient.Dial(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	st, err := shardpb.NewReplicationClient(c.Conn()).Status(ctx, &shardpb.StatusRequest{})
+	return st, rpcerr.Error(err)
+}
+
+// memberAddr finds the address of member name of shard in cl.
+func memberAddr(cl *config.Cluster, shard, name string) string {
+	sh, _ := cl.Shard(shard)
+	for _, m := range sh.Members {
+		if m.Name == name {
+			return m.Addr
+		}
+	}
+	return ""
+}
 
 // DefaultHealthChecks returns the built-in checks by role: etcd status for
 // config servers, the gRPC health service for shard members, a wire-protocol

@@ -179,7 +179,7 @@ func (l *Launcher) info(role config.Role) InfoFunc {
 	if f, ok := l.opts.Info[role]; ok {
 		return f
 	}
-	return DefaultInfo()[role]
+	return DefaultInfo(l.cluster)[role]
 }
 
 // groups splits the nodes into start groups: consecutive nodes of the same
