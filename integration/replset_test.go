@@ -311,6 +311,18 @@ func TestReplSetPausedPrimary(t *testing.T) {
 	if res, err := cl.Insert(ctx, ns, lost, shardclient.WriteOptions{Ordered: true, WriteConcern: &shardpb.WriteConcern{W: 1}}); err != nil || res.N != 5 {
 		t.Fatalf("w:1 inserts: %v %+v", err, res)
 	}
+	// readConcern "majority" does not see them (the read waits for the
+	// commit point and gives up at its deadline); "local" does.
+	w1 := docOf(t, bson.D{{Key: "_id", Value: "w1-0"}})
+	rctx, rcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err := cl.FindAll(rctx, ns, shardclient.Find{Filter: w1, ReadOptions: &shardpb.ReadOptions{ReadConcernLevel: "majority"}})
+	rcancel()
+	if err == nil {
+		t.Fatal("a majority read saw an uncommitted w:1 write")
+	}
+	if docs, err := cl.FindAll(ctx, ns, shardclient.Find{Filter: w1, ReadOptions: &shardpb.ReadOptions{ReadConcernLevel: "local"}}); err != nil || len(docs) != 1 {
+		t.Fatalf("local read of the w:1 write: %v %v", docs, err)
+	}
 	// A majority write that cannot be acknowledged while the secondaries
 	// are down; it is still waiting when the primary hangs.
 	inflight := make(chan error, 1)

@@ -126,6 +126,10 @@ func (x *Executor) Find(ctx context.Context, ns string, spec FindSpec) (*Cursor,
 	if err != nil {
 		return nil, err
 	}
+	if err := waitSnapshot(ctx, snap); err != nil {
+		snap.Close()
+		return nil, err
+	}
 	pl, err := x.choose(snap, ns, p)
 	if err != nil {
 		snap.Close()

@@ -57,6 +57,9 @@ func (s *Server) Find(ctx context.Context, req *shardpb.FindRequest) (*shardpb.C
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion()); err != nil {
+		return nil, err
+	}
 	n, err := batchSize(req.BatchSize != nil, req.GetBatchSize(), DefaultFirstBatch)
 	if err != nil {
 		return nil, err
@@ -68,6 +71,10 @@ func (s *Server) Find(ctx context.Context, req *shardpb.FindRequest) (*shardpb.C
 	cctx, cancel := s.cursors.context()
 	stop := context.AfterFunc(ctx, cancel) // a cancelled call kills its cursor
 	defer stop()
+	if cctx, err = s.readContext(cctx, req.GetReadOptions()); err != nil {
+		cancel()
+		return nil, err
+	}
 	cur, err := s.exec.Find(cctx, req.GetNs(), spec)
 	if err != nil {
 		cancel()
@@ -162,7 +169,14 @@ func (s *Server) Count(ctx context.Context, req *shardpb.CountRequest) (*shardpb
 	if err := s.checkReadable(req.GetReadOptions()); err != nil {
 		return nil, err
 	}
+	ctx, err := s.readContext(ctx, req.GetReadOptions())
+	if err != nil {
+		return nil, err
+	}
 	if err := checkNS(req.GetNs()); err != nil {
+		return nil, err
+	}
+	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion()); err != nil {
 		return nil, err
 	}
 	filter, err := doc("filter", req.GetFilter())
@@ -188,7 +202,14 @@ func (s *Server) Distinct(ctx context.Context, req *shardpb.DistinctRequest) (*s
 	if err := s.checkReadable(req.GetReadOptions()); err != nil {
 		return nil, err
 	}
+	ctx, err := s.readContext(ctx, req.GetReadOptions())
+	if err != nil {
+		return nil, err
+	}
 	if err := checkNS(req.GetNs()); err != nil {
+		return nil, err
+	}
+	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion()); err != nil {
 		return nil, err
 	}
 	filter, err := doc("query", req.GetFilter())
@@ -215,7 +236,14 @@ func (s *Server) Aggregate(ctx context.Context, req *shardpb.AggregateRequest) (
 	if err := s.checkReadable(req.GetReadOptions()); err != nil {
 		return nil, err
 	}
+	ctx, err := s.readContext(ctx, req.GetReadOptions())
+	if err != nil {
+		return nil, err
+	}
 	if err := checkNS(req.GetNs()); err != nil {
+		return nil, err
+	}
+	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion()); err != nil {
 		return nil, err
 	}
 	pipeline, err := docs("pipeline", req.GetPipeline())
@@ -239,12 +267,15 @@ func (s *Server) Aggregate(ctx context.Context, req *shardpb.AggregateRequest) (
 }
 
 // Explain returns the queryPlanner section of explain for a find.
-func (s *Server) Explain(_ context.Context, req *shardpb.ExplainRequest) (*shardpb.ExplainReply, error) {
+func (s *Server) Explain(ctx context.Context, req *shardpb.ExplainRequest) (*shardpb.ExplainReply, error) {
 	if req.GetFind() == nil {
 		return nil, mongoerr.New(mongoerr.FailedToParse, "explain needs a find request")
 	}
 	spec, err := findSpec(req.GetFind())
 	if err != nil {
+		return nil, err
+	}
+	if err := s.checkVersion(ctx, req.GetFind().GetNs(), req.GetFind().GetShardVersion()); err != nil {
 		return nil, err
 	}
 	p, err := s.exec.Plan(req.GetFind().GetNs(), spec)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/psdb/psdb/pkg/mongoerr"
 	"github.com/psdb/psdb/pkg/rpcerr"
 	"github.com/psdb/psdb/proto/shardpb"
+	"github.com/psdb/psdb/shardd/executor"
 	"github.com/psdb/psdb/shardd/storage"
 )
 
@@ -306,6 +308,54 @@ type writableChecker interface{ CheckWritable() error }
 
 type readableChecker interface {
 	CheckReadable(readPreference string) error
+}
+
+// WaitCommitted blocks until the commit point this member knows of
+// reaches at (readConcern "majority"). Without replication everything
+// local is committed. The commit point moves with replication progress
+// reports and oplog batches; the wait polls it with a short backoff and
+// ends with ctx (MaxTimeMSExpired at its deadline).
+func (r *Replication) WaitCommitted(ctx context.Context, at storage.OpTime) error {
+	delay := time.Millisecond
+	for {
+		cp := r.commitPoint()
+		if cp == nil || toOpTime(cp).Compare(at) >= 0 {
+			return nil
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			code := mongoerr.Interrupted
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				code = mongoerr.MaxTimeMSExpired
+			}
+			return mongoerr.Wrap(ctx.Err(), code, "waiting for the majority commit point to reach %s (at %s) for readConcern majority", at, toOpTime(cp))
+		case <-t.C:
+		}
+		delay = min(2*delay, 20*time.Millisecond)
+	}
+}
+
+// readContext applies a read's read concern to ctx: "majority" makes the
+// read wait, once its snapshot is open, until the snapshot's newest entry
+// is majority-committed. "local" and "available" (and none) read the
+// latest snapshot; "linearizable" and "snapshot" are not supported.
+func (s *Server) readContext(ctx context.Context, ro *shardpb.ReadOptions) (context.Context, error) {
+	switch lvl := ro.GetReadConcernLevel(); lvl {
+	case "", "local", "available":
+		return ctx, nil
+	case "majority":
+		r, ok := s.repl.(*Replication)
+		if !ok {
+			return ctx, nil // no replication: every local write is the whole truth
+		}
+		return executor.WithSnapshotWait(ctx, r.WaitCommitted), nil
+	case "linearizable", "snapshot":
+		return nil, mongoerr.New(mongoerr.InvalidOptions, "readConcern level %q is not supported", lvl)
+	default:
+		return nil, mongoerr.New(mongoerr.FailedToParse, "unrecognized readConcern level %q", lvl)
+	}
 }
 
 // checkReadable is called before a read with the request's read options.
