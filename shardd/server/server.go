@@ -12,9 +12,9 @@
 // statement write errors travel inside the WriteReply, never as a status.
 //
 // What this package must never do: decide replication roles, check chunk
-// ownership, or talk to other nodes. Shard versions, write concerns beyond
-// the local synced write, read preferences and session info are accepted
-// and not acted on yet (see docs/design/shardd.md).
+// ownership, or talk to other nodes. Shard versions are checked through
+// the VersionChecker of Options.Versions (versions.go), which owns the
+// catalog side.
 package server
 
 import (
@@ -68,6 +68,9 @@ type Options struct {
 	// Replication serves the Replication service; nil registers a service
 	// whose every method answers CommandNotFound (replication not built).
 	Replication shardpb.ReplicationServer
+	// Versions checks the ShardVersion of every versioned data request
+	// (versions.go); nil checks nothing.
+	Versions VersionChecker
 }
 
 // Server implements shardpb.ShardServer. It is safe for concurrent use.
@@ -82,6 +85,8 @@ type Server struct {
 	cursors *cursorRegistry
 	health  *health.Server
 	repl    shardpb.ReplicationServer
+	// versions is Options.Versions (nil: not checked).
+	versions VersionChecker
 }
 
 // New returns a Server over opts.Engine and starts its cursor reaper.
@@ -103,6 +108,7 @@ func New(opts Options) (*Server, error) {
 		health: health.NewServer(),
 		repl:   opts.Replication,
 	}
+	s.versions = opts.Versions
 	if s.repl == nil {
 		s.repl = replicationNotBuilt{}
 	}
@@ -175,7 +181,26 @@ func (s *Server) dispatch(ctx context.Context, req any, info *grpc.UnaryServerIn
 		s.logOp(info.FullMethod, ns, time.Since(start), err)
 		err = toStatus(err)
 	}()
-	return handler(ctx, req)
+	resp, err = handler(ctx, req)
+	if err == nil && isDDL(req) {
+		// Catalog changes carry no write concern of their own: they wait
+		// for the default one (w:"majority") before answering.
+		if w, ok := s.repl.(writeConcernWaiter); ok {
+			if werr := w.AwaitWriteConcern(ctx, s.eng.LastOpTime(), nil); werr != nil {
+				return nil, werr
+			}
+		}
+	}
+	return resp, err
+}
+
+// isDDL reports whether req changes a collection's catalog.
+func isDDL(req any) bool {
+	switch req.(type) {
+	case *shardpb.CreateCollectionRequest, *shardpb.DropCollectionRequest, *shardpb.CreateIndexesRequest, *shardpb.DropIndexesRequest:
+		return true
+	}
+	return false
 }
 
 // dispatchStream does for streaming calls what dispatch does for unary ones.
