@@ -26,7 +26,7 @@ import (
 
 // newReplSetCluster boots one config server and one shard of three
 // members (no router): the replica-set tests talk to the members' gRPC API.
-func newReplSetCluster(t *testing.T, opts ...harness.Option) (*harness.Cluster, *replSet) {
+func newReplSetCluster(t testing.TB, opts ...harness.Option) (*harness.Cluster, *replSet) {
 	t.Helper()
 	opts = append([]harness.Option{harness.WithShards(1), harness.WithMembers(3), harness.WithOnly(config.RoleConfigServer, config.RoleShard)}, opts...)
 	c := harness.NewCluster(t, opts...)
