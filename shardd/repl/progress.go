@@ -77,7 +77,7 @@ type ProgressOptions struct {
 	// Term is the primary's term: the commit point only advances to an
 	// optime of this term (Raft's rule: an entry of an older term is
 	// committed only through a newer entry of the current term). Zero
-	// disables the rule (static mode before elections exist).
+	// disables the rule (a member without elections, in tests).
 	Term uint64
 }
 
