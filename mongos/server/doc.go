@@ -16,11 +16,17 @@
 //     maxTimeMS, counts commands for serverStatus and logs one line per
 //     command;
 //   - the data commands (insert, find, getMore, killCursors, update,
-//     delete, count, listDatabases, listCollections, create, drop), which
-//     reach the cluster through the Backend interface (backend.go; the
-//     ClusterBackend reads the catalog's ChunkMap and talks to shards with
-//     pkg/shardclient), and the router cursors with their idle reaper
-//     (cursors.go), owned by the Server and stopped by Shutdown/Close.
+//     delete, findAndModify, count, distinct, aggregate, createIndexes,
+//     listIndexes, dropIndexes, explain, listDatabases, listCollections,
+//     create, drop), which reach the cluster through the Backend interface
+//     (backend.go; the ClusterBackend reads the catalog's ChunkMap and talks
+//     to shards with pkg/shardclient), and the router cursors with their
+//     idle reaper (cursors.go), owned by the Server and stopped by
+//     Shutdown/Close;
+//   - the admin commands (enableSharding, shardCollection, addShard,
+//     removeShard, listShards, flushRouterConfig, balancerStatus, ...) and
+//     the read-only config database (configdb.go), answered from the
+//     catalog.
 //
 // The handler contract: a Handler returns either a reply document — which
 // may be a MongoDB error document built with ErrorReply — and a nil error,
