@@ -4110,8 +4110,12 @@ type CloneChunk struct {
 	Documents      [][]byte               `protobuf:"bytes,3,rep,name=documents,proto3" json:"documents,omitempty"`
 	Done           bool                   `protobuf:"varint,4,opt,name=done,proto3" json:"done,omitempty"`
 	SnapshotOpTime *OpTime                `protobuf:"bytes,5,opt,name=snapshot_op_time,json=snapshotOpTime,proto3" json:"snapshot_op_time,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The source's retryable-write statement records as of the snapshot;
+	// sent in chunks after the documents, before done. A session's records
+	// may span several chunks.
+	Sessions      []*RefetchedSession `protobuf:"bytes,6,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CloneChunk) Reset() {
@@ -4175,6 +4179,13 @@ func (x *CloneChunk) GetDone() bool {
 func (x *CloneChunk) GetSnapshotOpTime() *OpTime {
 	if x != nil {
 		return x.SnapshotOpTime
+	}
+	return nil
+}
+
+func (x *CloneChunk) GetSessions() []*RefetchedSession {
+	if x != nil {
+		return x.Sessions
 	}
 	return nil
 }
@@ -4500,7 +4511,7 @@ const file_shard_proto_rawDesc = "" +
 	"\bsessions\x18\t \x03(\v2\x1f.psdb.shard.v1.RefetchedSessionR\bsessions\"\x0f\n" +
 	"\rStepDownReply\"&\n" +
 	"\fCloneRequest\x12\x16\n" +
-	"\x06member\x18\x01 \x01(\tR\x06member\"\xb0\x01\n" +
+	"\x06member\x18\x01 \x01(\tR\x06member\"\xed\x01\n" +
 	"\n" +
 	"CloneChunk\x12\x0e\n" +
 	"\x02ns\x18\x01 \x01(\tR\x02ns\x12\x1f\n" +
@@ -4508,7 +4519,8 @@ const file_shard_proto_rawDesc = "" +
 	"indexSpecs\x12\x1c\n" +
 	"\tdocuments\x18\x03 \x03(\fR\tdocuments\x12\x12\n" +
 	"\x04done\x18\x04 \x01(\bR\x04done\x12?\n" +
-	"\x10snapshot_op_time\x18\x05 \x01(\v2\x15.psdb.shard.v1.OpTimeR\x0esnapshotOpTime2\xd1\v\n" +
+	"\x10snapshot_op_time\x18\x05 \x01(\v2\x15.psdb.shard.v1.OpTimeR\x0esnapshotOpTime\x12;\n" +
+	"\bsessions\x18\x06 \x03(\v2\x1f.psdb.shard.v1.RefetchedSessionR\bsessions2\xd1\v\n" +
 	"\x05Shard\x12A\n" +
 	"\x06Insert\x12\x1c.psdb.shard.v1.InsertRequest\x1a\x19.psdb.shard.v1.WriteReply\x12A\n" +
 	"\x06Update\x12\x1c.psdb.shard.v1.UpdateRequest\x1a\x19.psdb.shard.v1.WriteReply\x12A\n" +
@@ -4677,63 +4689,64 @@ var file_shard_proto_depIdxs = []int32{
 	56, // 55: psdb.shard.v1.RollbackChunk.docs:type_name -> psdb.shard.v1.RefetchedDoc
 	58, // 56: psdb.shard.v1.RollbackChunk.sessions:type_name -> psdb.shard.v1.RefetchedSession
 	5,  // 57: psdb.shard.v1.CloneChunk.snapshot_op_time:type_name -> psdb.shard.v1.OpTime
-	6,  // 58: psdb.shard.v1.Shard.Insert:input_type -> psdb.shard.v1.InsertRequest
-	8,  // 59: psdb.shard.v1.Shard.Update:input_type -> psdb.shard.v1.UpdateRequest
-	10, // 60: psdb.shard.v1.Shard.Delete:input_type -> psdb.shard.v1.DeleteRequest
-	14, // 61: psdb.shard.v1.Shard.FindAndModify:input_type -> psdb.shard.v1.FindAndModifyRequest
-	16, // 62: psdb.shard.v1.Shard.Find:input_type -> psdb.shard.v1.FindRequest
-	18, // 63: psdb.shard.v1.Shard.GetMore:input_type -> psdb.shard.v1.GetMoreRequest
-	19, // 64: psdb.shard.v1.Shard.KillCursors:input_type -> psdb.shard.v1.KillCursorsRequest
-	21, // 65: psdb.shard.v1.Shard.Count:input_type -> psdb.shard.v1.CountRequest
-	23, // 66: psdb.shard.v1.Shard.Distinct:input_type -> psdb.shard.v1.DistinctRequest
-	25, // 67: psdb.shard.v1.Shard.Aggregate:input_type -> psdb.shard.v1.AggregateRequest
-	26, // 68: psdb.shard.v1.Shard.Explain:input_type -> psdb.shard.v1.ExplainRequest
-	28, // 69: psdb.shard.v1.Shard.CreateCollection:input_type -> psdb.shard.v1.CreateCollectionRequest
-	30, // 70: psdb.shard.v1.Shard.DropCollection:input_type -> psdb.shard.v1.DropCollectionRequest
-	32, // 71: psdb.shard.v1.Shard.CreateIndexes:input_type -> psdb.shard.v1.CreateIndexesRequest
-	34, // 72: psdb.shard.v1.Shard.DropIndexes:input_type -> psdb.shard.v1.DropIndexesRequest
-	36, // 73: psdb.shard.v1.Shard.ListIndexes:input_type -> psdb.shard.v1.ListIndexesRequest
-	38, // 74: psdb.shard.v1.Shard.ListCollections:input_type -> psdb.shard.v1.ListCollectionsRequest
-	41, // 75: psdb.shard.v1.Shard.CollStats:input_type -> psdb.shard.v1.CollStatsRequest
-	43, // 76: psdb.shard.v1.Shard.Validate:input_type -> psdb.shard.v1.ValidateRequest
-	45, // 77: psdb.shard.v1.Replication.PullOplog:input_type -> psdb.shard.v1.PullOplogRequest
-	47, // 78: psdb.shard.v1.Replication.ReportProgress:input_type -> psdb.shard.v1.ProgressRequest
-	49, // 79: psdb.shard.v1.Replication.RequestVote:input_type -> psdb.shard.v1.VoteRequest
-	51, // 80: psdb.shard.v1.Replication.Status:input_type -> psdb.shard.v1.StatusRequest
-	54, // 81: psdb.shard.v1.Replication.StepDown:input_type -> psdb.shard.v1.StepDownRequest
-	61, // 82: psdb.shard.v1.Replication.CloneSnapshot:input_type -> psdb.shard.v1.CloneRequest
-	55, // 83: psdb.shard.v1.Replication.Rollback:input_type -> psdb.shard.v1.RollbackRequest
-	13, // 84: psdb.shard.v1.Shard.Insert:output_type -> psdb.shard.v1.WriteReply
-	13, // 85: psdb.shard.v1.Shard.Update:output_type -> psdb.shard.v1.WriteReply
-	13, // 86: psdb.shard.v1.Shard.Delete:output_type -> psdb.shard.v1.WriteReply
-	15, // 87: psdb.shard.v1.Shard.FindAndModify:output_type -> psdb.shard.v1.FindAndModifyReply
-	17, // 88: psdb.shard.v1.Shard.Find:output_type -> psdb.shard.v1.CursorReply
-	17, // 89: psdb.shard.v1.Shard.GetMore:output_type -> psdb.shard.v1.CursorReply
-	20, // 90: psdb.shard.v1.Shard.KillCursors:output_type -> psdb.shard.v1.KillCursorsReply
-	22, // 91: psdb.shard.v1.Shard.Count:output_type -> psdb.shard.v1.CountReply
-	24, // 92: psdb.shard.v1.Shard.Distinct:output_type -> psdb.shard.v1.DistinctReply
-	17, // 93: psdb.shard.v1.Shard.Aggregate:output_type -> psdb.shard.v1.CursorReply
-	27, // 94: psdb.shard.v1.Shard.Explain:output_type -> psdb.shard.v1.ExplainReply
-	29, // 95: psdb.shard.v1.Shard.CreateCollection:output_type -> psdb.shard.v1.CreateCollectionReply
-	31, // 96: psdb.shard.v1.Shard.DropCollection:output_type -> psdb.shard.v1.DropCollectionReply
-	33, // 97: psdb.shard.v1.Shard.CreateIndexes:output_type -> psdb.shard.v1.CreateIndexesReply
-	35, // 98: psdb.shard.v1.Shard.DropIndexes:output_type -> psdb.shard.v1.DropIndexesReply
-	37, // 99: psdb.shard.v1.Shard.ListIndexes:output_type -> psdb.shard.v1.ListIndexesReply
-	40, // 100: psdb.shard.v1.Shard.ListCollections:output_type -> psdb.shard.v1.ListCollectionsReply
-	42, // 101: psdb.shard.v1.Shard.CollStats:output_type -> psdb.shard.v1.CollStatsReply
-	44, // 102: psdb.shard.v1.Shard.Validate:output_type -> psdb.shard.v1.ValidateReply
-	46, // 103: psdb.shard.v1.Replication.PullOplog:output_type -> psdb.shard.v1.OplogBatch
-	48, // 104: psdb.shard.v1.Replication.ReportProgress:output_type -> psdb.shard.v1.ProgressReply
-	50, // 105: psdb.shard.v1.Replication.RequestVote:output_type -> psdb.shard.v1.VoteReply
-	53, // 106: psdb.shard.v1.Replication.Status:output_type -> psdb.shard.v1.StatusReply
-	60, // 107: psdb.shard.v1.Replication.StepDown:output_type -> psdb.shard.v1.StepDownReply
-	62, // 108: psdb.shard.v1.Replication.CloneSnapshot:output_type -> psdb.shard.v1.CloneChunk
-	59, // 109: psdb.shard.v1.Replication.Rollback:output_type -> psdb.shard.v1.RollbackChunk
-	84, // [84:110] is the sub-list for method output_type
-	58, // [58:84] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	58, // 58: psdb.shard.v1.CloneChunk.sessions:type_name -> psdb.shard.v1.RefetchedSession
+	6,  // 59: psdb.shard.v1.Shard.Insert:input_type -> psdb.shard.v1.InsertRequest
+	8,  // 60: psdb.shard.v1.Shard.Update:input_type -> psdb.shard.v1.UpdateRequest
+	10, // 61: psdb.shard.v1.Shard.Delete:input_type -> psdb.shard.v1.DeleteRequest
+	14, // 62: psdb.shard.v1.Shard.FindAndModify:input_type -> psdb.shard.v1.FindAndModifyRequest
+	16, // 63: psdb.shard.v1.Shard.Find:input_type -> psdb.shard.v1.FindRequest
+	18, // 64: psdb.shard.v1.Shard.GetMore:input_type -> psdb.shard.v1.GetMoreRequest
+	19, // 65: psdb.shard.v1.Shard.KillCursors:input_type -> psdb.shard.v1.KillCursorsRequest
+	21, // 66: psdb.shard.v1.Shard.Count:input_type -> psdb.shard.v1.CountRequest
+	23, // 67: psdb.shard.v1.Shard.Distinct:input_type -> psdb.shard.v1.DistinctRequest
+	25, // 68: psdb.shard.v1.Shard.Aggregate:input_type -> psdb.shard.v1.AggregateRequest
+	26, // 69: psdb.shard.v1.Shard.Explain:input_type -> psdb.shard.v1.ExplainRequest
+	28, // 70: psdb.shard.v1.Shard.CreateCollection:input_type -> psdb.shard.v1.CreateCollectionRequest
+	30, // 71: psdb.shard.v1.Shard.DropCollection:input_type -> psdb.shard.v1.DropCollectionRequest
+	32, // 72: psdb.shard.v1.Shard.CreateIndexes:input_type -> psdb.shard.v1.CreateIndexesRequest
+	34, // 73: psdb.shard.v1.Shard.DropIndexes:input_type -> psdb.shard.v1.DropIndexesRequest
+	36, // 74: psdb.shard.v1.Shard.ListIndexes:input_type -> psdb.shard.v1.ListIndexesRequest
+	38, // 75: psdb.shard.v1.Shard.ListCollections:input_type -> psdb.shard.v1.ListCollectionsRequest
+	41, // 76: psdb.shard.v1.Shard.CollStats:input_type -> psdb.shard.v1.CollStatsRequest
+	43, // 77: psdb.shard.v1.Shard.Validate:input_type -> psdb.shard.v1.ValidateRequest
+	45, // 78: psdb.shard.v1.Replication.PullOplog:input_type -> psdb.shard.v1.PullOplogRequest
+	47, // 79: psdb.shard.v1.Replication.ReportProgress:input_type -> psdb.shard.v1.ProgressRequest
+	49, // 80: psdb.shard.v1.Replication.RequestVote:input_type -> psdb.shard.v1.VoteRequest
+	51, // 81: psdb.shard.v1.Replication.Status:input_type -> psdb.shard.v1.StatusRequest
+	54, // 82: psdb.shard.v1.Replication.StepDown:input_type -> psdb.shard.v1.StepDownRequest
+	61, // 83: psdb.shard.v1.Replication.CloneSnapshot:input_type -> psdb.shard.v1.CloneRequest
+	55, // 84: psdb.shard.v1.Replication.Rollback:input_type -> psdb.shard.v1.RollbackRequest
+	13, // 85: psdb.shard.v1.Shard.Insert:output_type -> psdb.shard.v1.WriteReply
+	13, // 86: psdb.shard.v1.Shard.Update:output_type -> psdb.shard.v1.WriteReply
+	13, // 87: psdb.shard.v1.Shard.Delete:output_type -> psdb.shard.v1.WriteReply
+	15, // 88: psdb.shard.v1.Shard.FindAndModify:output_type -> psdb.shard.v1.FindAndModifyReply
+	17, // 89: psdb.shard.v1.Shard.Find:output_type -> psdb.shard.v1.CursorReply
+	17, // 90: psdb.shard.v1.Shard.GetMore:output_type -> psdb.shard.v1.CursorReply
+	20, // 91: psdb.shard.v1.Shard.KillCursors:output_type -> psdb.shard.v1.KillCursorsReply
+	22, // 92: psdb.shard.v1.Shard.Count:output_type -> psdb.shard.v1.CountReply
+	24, // 93: psdb.shard.v1.Shard.Distinct:output_type -> psdb.shard.v1.DistinctReply
+	17, // 94: psdb.shard.v1.Shard.Aggregate:output_type -> psdb.shard.v1.CursorReply
+	27, // 95: psdb.shard.v1.Shard.Explain:output_type -> psdb.shard.v1.ExplainReply
+	29, // 96: psdb.shard.v1.Shard.CreateCollection:output_type -> psdb.shard.v1.CreateCollectionReply
+	31, // 97: psdb.shard.v1.Shard.DropCollection:output_type -> psdb.shard.v1.DropCollectionReply
+	33, // 98: psdb.shard.v1.Shard.CreateIndexes:output_type -> psdb.shard.v1.CreateIndexesReply
+	35, // 99: psdb.shard.v1.Shard.DropIndexes:output_type -> psdb.shard.v1.DropIndexesReply
+	37, // 100: psdb.shard.v1.Shard.ListIndexes:output_type -> psdb.shard.v1.ListIndexesReply
+	40, // 101: psdb.shard.v1.Shard.ListCollections:output_type -> psdb.shard.v1.ListCollectionsReply
+	42, // 102: psdb.shard.v1.Shard.CollStats:output_type -> psdb.shard.v1.CollStatsReply
+	44, // 103: psdb.shard.v1.Shard.Validate:output_type -> psdb.shard.v1.ValidateReply
+	46, // 104: psdb.shard.v1.Replication.PullOplog:output_type -> psdb.shard.v1.OplogBatch
+	48, // 105: psdb.shard.v1.Replication.ReportProgress:output_type -> psdb.shard.v1.ProgressReply
+	50, // 106: psdb.shard.v1.Replication.RequestVote:output_type -> psdb.shard.v1.VoteReply
+	53, // 107: psdb.shard.v1.Replication.Status:output_type -> psdb.shard.v1.StatusReply
+	60, // 108: psdb.shard.v1.Replication.StepDown:output_type -> psdb.shard.v1.StepDownReply
+	62, // 109: psdb.shard.v1.Replication.CloneSnapshot:output_type -> psdb.shard.v1.CloneChunk
+	59, // 110: psdb.shard.v1.Replication.Rollback:output_type -> psdb.shard.v1.RollbackChunk
+	85, // [85:111] is the sub-list for method output_type
+	59, // [59:85] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_shard_proto_init() }

@@ -33,9 +33,10 @@ type InitialSyncOptions struct {
 // InitialSync replaces the store's content by a consistent snapshot of the
 // source (docs/design/initial-sync.md): ResetForInitialSync, then every
 // collection of the source's CloneSnapshot stream is installed with its
-// indexes and documents, then FinishInitialSync at the snapshot's optime,
-// which it returns. A Puller started afterwards continues from the
-// source's oplog after that optime.
+// indexes and documents, and the source's retryable-write statement
+// records with them (InstallSessions), then FinishInitialSync at the
+// snapshot's optime, which it returns. A Puller started afterwards
+// continues from the source's oplog after that optime.
 //
 // On any error (source unreachable, stream cut, ctx ended) the store stays
 // marked as an unfinished initial sync (Engine.InitialSyncPending, also
@@ -64,6 +65,7 @@ func InitialSync(ctx context.Context, o InitialSyncOptions) (storage.OpTime, err
 	var (
 		cur                string // namespace being installed
 		colls, docs, bytes int64
+		stmts              int64 // statement records installed
 		lastLog            = time.Now()
 	)
 	for {
@@ -106,14 +108,43 @@ func InitialSync(ctx context.Context, o InitialSyncOptions) (storage.OpTime, err
 				log.Info().Int64("collections", colls).Int64("docs", docs).Int64("bytes", bytes).Str("ns", ns).Msg("initial sync progress")
 			}
 		}
+		if ss := chunk.GetSessions(); len(ss) > 0 {
+			page := sessionsFromProto(ss)
+			if err := o.Engine.InstallSessions(ctx, page); err != nil {
+				return storage.OpTime{}, fmt.Errorf("initial sync: %w", err)
+			}
+			for _, rs := range page {
+				stmts += int64(len(rs.Records))
+			}
+		}
 		if chunk.GetDone() {
 			at := storage.OpTime{Term: chunk.GetSnapshotOpTime().GetTerm(), Index: chunk.GetSnapshotOpTime().GetIndex()}
 			if err := o.Engine.FinishInitialSync(ctx, at); err != nil {
 				return storage.OpTime{}, fmt.Errorf("initial sync: %w", err)
 			}
 			log.Info().Stringer("snapshot", at).Int64("collections", colls).Int64("docs", docs).Int64("bytes", bytes).
-				Dur(logging.FieldDur, time.Since(start)).Msg("initial sync finished")
+				Int64("statements", stmts).Dur(logging.FieldDur, time.Since(start)).Msg("initial sync finished")
 			return at, nil
 		}
 	}
+}
+
+// sessionsFromProto converts a clone chunk's statement records.
+func sessionsFromProto(ss []*shardpb.RefetchedSession) []storage.RefetchedSession {
+	out := make([]storage.RefetchedSession, 0, len(ss))
+	for _, s := range ss {
+		rs := storage.RefetchedSession{LSID: s.GetLsid(), Records: make([]storage.SessionRecord, 0, len(s.GetStatements()))}
+		for _, st := range s.GetStatements() {
+			rs.Records = append(rs.Records, storage.SessionRecord{
+				TxnNumber: st.GetTxnNumber(),
+				StmtID:    st.GetStmtId(),
+				Record: storage.StmtRecord{
+					Result: bson.Raw(st.GetResult()),
+					OpTime: storage.OpTime{Term: st.GetOpTime().GetTerm(), Index: st.GetOpTime().GetIndex()},
+				},
+			})
+		}
+		out = append(out, rs)
+	}
+	return out
 }

@@ -15,7 +15,9 @@ import (
 // collection, a first chunk with its index specs (storage.EncodeIndexSpec,
 // _id_ included) then its documents, in chunks of at most MaxBatchEntries
 // documents and MaxBatchBytes bytes (a chunk always holds at least one
-// document, so a large one travels alone); then a last chunk with done and
+// document, so a large one travels alone); then the snapshot's
+// retryable-write statement records (storage.Snapshot.ScanSessions) in
+// chunks without ns, bounded the same way; then a last chunk with done and
 // snapshot_op_time, the optime of the newest oplog entry the snapshot
 // contains. That entry is durable before the last chunk is sent. Any
 // member may serve it (a secondary too); one whose own initial sync is
@@ -51,6 +53,10 @@ func (r *Replication) CloneSnapshot(req *shardpb.CloneRequest, stream shardpb.Re
 			return r.cloneErr(err)
 		}
 	}
+	recs, err := r.cloneSessions(ctx, stream, snap)
+	if err != nil {
+		return r.cloneErr(err)
+	}
 	// The snapshot may show entries not yet synced (writes are visible
 	// before their WAL sync): the clone must not be ahead of what survives
 	// a crash of this member.
@@ -67,7 +73,7 @@ func (r *Replication) CloneSnapshot(req *shardpb.CloneRequest, stream shardpb.Re
 		return err
 	}
 	log.Info().Stringer("snapshot", at).Int("collections", len(colls)).Int64("docs", docs).Int64("bytes", bytes).
-		Dur(logging.FieldDur, time.Since(start)).Msg("clone sent")
+		Int64("statements", recs).Dur(logging.FieldDur, time.Since(start)).Msg("clone sent")
 	return nil
 }
 
@@ -117,4 +123,42 @@ func (r *Replication) cloneCollection(ctx context.Context, stream shardpb.Replic
 	}
 	// The last chunk (the first, with the specs, for an empty collection).
 	return docs, bytes, stream.Send(chunk)
+}
+
+// cloneSessions sends the snapshot's statement records in chunks of at
+// most MaxBatchEntries records and MaxBatchBytes bytes (a session may span
+// chunks); it returns the records sent.
+func (r *Replication) cloneSessions(ctx context.Context, stream shardpb.Replication_CloneSnapshotServer, snap *storage.Snapshot) (int64, error) {
+	var sent int64
+	var after []byte
+	for {
+		if err := ctx.Err(); err != nil {
+			return sent, err
+		}
+		page, next, err := snap.ScanSessions(after, r.opts.MaxBatchEntries, r.opts.MaxBatchBytes)
+		if err != nil {
+			return sent, err
+		}
+		if len(page) == 0 {
+			return sent, nil
+		}
+		chunk := &shardpb.CloneChunk{Sessions: make([]*shardpb.RefetchedSession, 0, len(page))}
+		for _, ss := range page {
+			rs := &shardpb.RefetchedSession{Lsid: ss.LSID, Statements: make([]*shardpb.RefetchedStatement, 0, len(ss.Records))}
+			for _, rec := range ss.Records {
+				rs.Statements = append(rs.Statements, &shardpb.RefetchedStatement{
+					TxnNumber: rec.TxnNumber, StmtId: rec.StmtID, OpTime: fromOpTime(rec.Record.OpTime), Result: rec.Record.Result,
+				})
+			}
+			sent += int64(len(ss.Records))
+			chunk.Sessions = append(chunk.Sessions, rs)
+		}
+		if err := stream.Send(chunk); err != nil {
+			return sent, err
+		}
+		if next == nil {
+			return sent, nil
+		}
+		after = next
+	}
 }

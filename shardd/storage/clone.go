@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/psdb/psdb/pkg/mongoerr"
 )
@@ -22,7 +24,9 @@ import (
 //     entries, catalog, statistics, oplog, any future data prefix);
 //  2. InstallCollection / InstallDocuments for each collection of the
 //     source's snapshot: the engine's own DDL and write code (indexes,
-//     multikey flags, statistics), without oplog entries;
+//     multikey flags, statistics), without oplog entries, and
+//     InstallSessions for the source's retryable-write statement records
+//     (Snapshot.ScanSessions), byte for byte;
 //  3. FinishInitialSync(snapshot optime): in one synced batch, sets the
 //     last optime to the snapshot's, records it as the oplog's base (the
 //     oplog is empty but "starts after" it) and clears the mark.
@@ -195,9 +199,13 @@ func (e *Engine) InstallDocuments(ctx context.Context, ns string, docs []bson.Ra
 }
 
 // installOp runs an install step as a replica write (no oplog entries).
+// ns is empty for a step that touches no collection (InstallSessions).
 func (e *Engine) installOp(ctx context.Context, op, ns string, fn func(t *txn) error) error {
-	if err := ValidateNamespace(ns); err != nil {
-		return err
+	if ns != "" {
+		if err := ValidateNamespace(ns); err != nil {
+			return err
+		}
+		op += " " + ns
 	}
 	if err := e.begin(); err != nil {
 		return err
@@ -209,19 +217,19 @@ func (e *Engine) installOp(ctx context.Context, op, ns string, fn func(t *txn) e
 	}
 	if !e.syncPending.Load() {
 		e.unlock()
-		return fmt.Errorf("%s %s: %w", op, ns, ErrNoInitialSync)
+		return fmt.Errorf("%s: %w", op, ErrNoInitialSync)
 	}
 	t := e.newTxn(op, ns, start)
 	t.replica = true // shared code paths add no oplog entries
 	if err := fn(t); err != nil {
 		t.abort()
-		return fmt.Errorf("%s %s: %w", op, ns, err)
+		return fmt.Errorf("%s: %w", op, err)
 	}
 	// commit skips writes without entries; an install has none but must
 	// be applied. entries only counts staged work from here on.
 	t.entries = 1
 	if err := e.commit(t); err != nil {
-		return fmt.Errorf("%s %s: %w", op, ns, err)
+		return fmt.Errorf("%s: %w", op, err)
 	}
 	return nil
 }
@@ -311,4 +319,128 @@ func DecodeIndexSpec(b []byte) (IndexSpec, error) {
 		return IndexSpec{}, mongoerr.New(mongoerr.BadValue, "index spec without a name")
 	}
 	return s, nil
+}
+
+// Retryable-write statement records (session.go) travel with the clone:
+// without them a member that joined by initial sync and later became
+// primary would run again a retried statement the source had executed
+// before the snapshot. The source pages through its snapshot's records
+// with Snapshot.ScanSessions; the member installs each page with
+// InstallSessions. A record is installed with the key and value the
+// source holds (same lsid bytes, txnNumber, stmtId, optime and result),
+// so a retry on the member answers the first execution's result.
+
+// ScanSessions returns the snapshot's statement records in key order
+// (lsid bytes, txnNumber, stmtId), grouped by session, starting after the
+// cursor after (nil: from the first record): at most maxRecords records
+// and, past the first record, at most maxBytes bytes counted as the
+// RollbackChunk senders do (the lsid once per session, 32 bytes plus the
+// result per record). A session with more records than a page continues
+// in the next one. next is the cursor of the following page (an opaque
+// key), nil when this page ends the records.
+// Errors: ErrClosed, ErrCorrupt for a malformed record.
+func (s *Snapshot) ScanSessions(after []byte, maxRecords, maxBytes int) (page []RefetchedSession, next []byte, err error) {
+	if err := s.e.begin(); err != nil {
+		return nil, nil, err
+	}
+	defer s.e.end()
+	if s.isClosed() {
+		return nil, nil, ErrClosed
+	}
+	lo := []byte{prefixSession}
+	if after != nil {
+		if len(after) == 0 || after[0] != prefixSession {
+			return nil, nil, fmt.Errorf("session scan cursor %x is not a statement record key", after)
+		}
+		lo = successor(after)
+	}
+	it, err := s.snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: []byte{prefixSession + 1}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read session records: %w", err)
+	}
+	defer func() { _ = it.Close() }()
+	var (
+		n, size int
+		last    []byte
+	)
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		st, err := parseStmtKey(k)
+		if err != nil {
+			return nil, nil, err
+		}
+		rec, err := decodeStmtRecord(k, it.Value())
+		if err != nil {
+			return nil, nil, err
+		}
+		newSession := len(page) == 0 || !bytes.Equal(page[len(page)-1].LSID, st.LSID)
+		cost := 32 + len(rec.Result)
+		if newSession {
+			cost += len(st.LSID)
+		}
+		if n > 0 && (n >= maxRecords || size+cost > maxBytes) {
+			return page, last, nil
+		}
+		if newSession {
+			page = append(page, RefetchedSession{LSID: st.LSID})
+		}
+		rs := &page[len(page)-1]
+		rs.Records = append(rs.Records, SessionRecord{TxnNumber: st.TxnNumber, StmtID: st.StmtID, Record: rec})
+		n, size = n+1, size+cost
+		last = bytes.Clone(k)
+	}
+	if err := it.Error(); err != nil {
+		return nil, nil, fmt.Errorf("read session records: %w", err)
+	}
+	return page, nil, nil
+}
+
+// parseStmtKey is stmtKey's inverse: s | len(lsid) | lsid | txnNumber |
+// stmtId. The LSID is a copy.
+func parseStmtKey(k []byte) (Statement, error) {
+	if len(k) < 3 || k[0] != prefixSession {
+		return Statement{}, fmt.Errorf("statement record key %x: %w", k, ErrCorrupt)
+	}
+	l := int(binary.BigEndian.Uint16(k[1:3]))
+	if len(k) != 3+l+12 {
+		return Statement{}, fmt.Errorf("statement record key %x: %w", k, ErrCorrupt)
+	}
+	return Statement{
+		LSID:      bytes.Clone(k[3 : 3+l]),
+		TxnNumber: int64(binary.BigEndian.Uint64(k[3+l:])),
+		StmtID:    int32(binary.BigEndian.Uint32(k[3+l+8:])),
+	}, nil
+}
+
+// InstallSessions stores statement records during an initial sync, in one
+// synced batch without oplog entries, each under the key and with the
+// value the source holds (ScanSessions' pages, in any order). A record
+// already installed is overwritten with the same bytes (re-installing a
+// page is harmless). Nothing else is checked against the store: after the
+// reset it holds no records but the ones the clone installs, and the
+// source holds one txnNumber per session.
+// Errors: ErrNoInitialSync, BadValue for a malformed session id,
+// txnNumber, statement id or result.
+func (e *Engine) InstallSessions(ctx context.Context, sessions []RefetchedSession) error {
+	for _, rs := range sessions {
+		for _, r := range rs.Records {
+			st := Statement{LSID: rs.LSID, TxnNumber: r.TxnNumber, StmtID: r.StmtID}
+			if err := st.check(); err != nil {
+				return fmt.Errorf("install sessions: %w", err)
+			}
+			if err := bsoncore.Document(r.Record.Result).Validate(); err != nil {
+				return mongoerr.New(mongoerr.BadValue, "install sessions: record (%s, %d, %d): result is not a BSON document: %v",
+					lsidString(rs.LSID), r.TxnNumber, r.StmtID, err)
+			}
+		}
+	}
+	return e.installOp(ctx, "installSessions", "", func(t *txn) error {
+		for _, rs := range sessions {
+			for _, r := range rs.Records {
+				st := Statement{LSID: rs.LSID, TxnNumber: r.TxnNumber, StmtID: r.StmtID}
+				_ = t.b.Set(stmtKey(st), encodeStmtRecord(r.Record.OpTime, r.Record.Result), nil)
+			}
+		}
+		return nil
+	})
 }

@@ -46,7 +46,7 @@ func sourceHistory(t *testing.T, e *Engine) {
 }
 
 // cloneInto runs an initial sync of dst from a snapshot of src, installing
-// documents in batches of batch, and returns the snapshot's optime. stop,
+// documents and statement records in batches of batch, and returns the snapshot's optime. stop,
 // when not nil, is called after each install and ends the clone early
 // (returning false) when it returns false.
 func cloneInto(t *testing.T, src, dst *Engine, batch int, stop func() bool) (OpTime, bool) {
@@ -106,6 +106,26 @@ func cloneInto(t *testing.T, src, dst *Engine, batch int, stop func() bool) (OpT
 		if !flush() {
 			return at, false
 		}
+	}
+	// Statement records, in pages of batch records, as the server sends.
+	var after []byte
+	for {
+		page, next, err := snap.ScanSessions(after, batch, 4<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) > 0 {
+			if err := dst.InstallSessions(ctx, page); err != nil {
+				t.Fatal(err)
+			}
+			if stop != nil && !stop() {
+				return at, false
+			}
+		}
+		if next == nil {
+			break
+		}
+		after = next
 	}
 	if err := dst.FinishInitialSync(ctx, at); err != nil {
 		t.Fatal(err)
