@@ -325,14 +325,22 @@ func TestReplSetPausedPrimary(t *testing.T) {
 	}
 	// A majority write that cannot be acknowledged while the secondaries
 	// are down; it is still waiting when the primary hangs.
-	inflight := make(chan error, 1)
-	go func() {
-		res, err := cl.Insert(context.Background(), ns, []bson.Raw{docOf(t, bson.D{{Key: "_id", Value: "inflight"}})}, shardclient.WriteOptions{WriteConcern: majority})
-		if err == nil {
-			err = writeErr(res)
-		}
-		inflight <- err
-	}()
+	// One plain, one retryable (the session path records the statement
+	// and must wait all the same).
+	inflight := make(chan error, 2)
+	lsid := docOf(t, bson.D{{Key: "id", Value: "paused-session"}})
+	for _, w := range []struct {
+		id      string
+		session *shardpb.SessionInfo
+	}{{"inflight", nil}, {"inflight-retryable", &shardpb.SessionInfo{Lsid: lsid, TxnNumber: 1}}} {
+		go func() {
+			res, err := cl.Insert(context.Background(), ns, []bson.Raw{docOf(t, bson.D{{Key: "_id", Value: w.id}})}, shardclient.WriteOptions{WriteConcern: majority, Session: w.session})
+			if err == nil {
+				err = writeErr(res)
+			}
+			inflight <- err
+		}()
+	}
 	time.Sleep(100 * time.Millisecond) // let the write reach the primary; not a correctness wait
 	pold := c.Process(old)
 	pold.Pause()
@@ -355,14 +363,16 @@ func TestReplSetPausedPrimary(t *testing.T) {
 		t.Fatalf("majority write on the new primary %s: %v %+v", elected, err, res)
 	}
 	pold.Resume()
-	select {
-	case err := <-inflight:
-		if err == nil {
-			t.Fatal("the stale primary acknowledged a majority write")
+	for range 2 {
+		select {
+		case err := <-inflight:
+			if err == nil {
+				t.Fatal("the stale primary acknowledged a majority write")
+			}
+			t.Logf("in-flight majority write on the stale primary: %v", err)
+		case <-time.After(30 * time.Second):
+			t.Fatal("an in-flight majority write never answered")
 		}
-		t.Logf("in-flight majority write on the stale primary: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("the in-flight majority write never answered")
 	}
 	rs.waitConverged(30 * time.Second)
 	for _, n := range rs.names {
@@ -371,7 +381,7 @@ func TestReplSetPausedPrimary(t *testing.T) {
 			t.Fatal(err)
 		}
 		slices.Sort(ids)
-		if !slices.Contains(ids, "base") || !slices.Contains(ids, "after") || slices.Contains(ids, "inflight") ||
+		if !slices.Contains(ids, "base") || !slices.Contains(ids, "after") || slices.Contains(ids, "inflight") || slices.Contains(ids, "inflight-retryable") ||
 			slices.ContainsFunc(ids, func(s string) bool { return len(s) > 3 && s[:3] == "w1-" }) {
 			t.Fatalf("%s holds %v", n, ids)
 		}
