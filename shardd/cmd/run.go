@@ -21,11 +21,13 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/psdb/psdb/pkg/catalog"
 	"github.com/psdb/psdb/pkg/config"
 	"github.com/psdb/psdb/pkg/launcher"
 	"github.com/psdb/psdb/pkg/logging"
 	"github.com/psdb/psdb/shardd/server"
 	"github.com/psdb/psdb/shardd/storage"
+	"github.com/psdb/psdb/shardd/versions"
 )
 
 // DefaultStopTimeout bounds the graceful part of a shutdown.
@@ -131,7 +133,14 @@ func serve(ctx context.Context, o Options, n config.Node, log zerolog.Logger) er
 		return err
 	}
 	defer rs.close()
-	srv, err := server.New(server.Options{Engine: eng, Logger: log, CursorTimeout: o.Cluster.Router.CursorTimeout, Replication: rs.svc})
+	// Shard versions are checked against the catalog through the same etcd client.
+	vc, err := versions.New(versions.Options{Catalog: catalog.New(rs.etcd, catalog.WithLogger(log)), Shard: n.Shard, Logger: log})
+	if err != nil {
+		eng.Close()
+		return err
+	}
+	defer vc.Close()
+	srv, err := server.New(server.Options{Engine: eng, Logger: log, CursorTimeout: o.Cluster.Router.CursorTimeout, Replication: rs.svc, Versions: vc})
 	if err != nil {
 		eng.Close()
 		return err

@@ -51,6 +51,9 @@ func (s *Server) CreateIndexes(ctx context.Context, req *shardpb.CreateIndexesRe
 	if err := checkNS(req.GetNs()); err != nil {
 		return nil, err
 	}
+	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), true); err != nil {
+		return nil, err
+	}
 	raw, err := docs("indexes", req.GetSpecs())
 	if err != nil {
 		return nil, err
@@ -221,6 +224,9 @@ func indexDoc(spec storage.IndexSpec) ([]byte, error) {
 // pattern.
 func (s *Server) DropIndexes(ctx context.Context, req *shardpb.DropIndexesRequest) (*shardpb.DropIndexesReply, error) {
 	if err := s.checkWritable(); err != nil { // a secondary's oplog must stay a copy of its primary's
+		return nil, err
+	}
+	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), true); err != nil {
 		return nil, err
 	}
 	specs, err := s.eng.ListIndexes(req.GetNs())

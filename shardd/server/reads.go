@@ -57,7 +57,7 @@ func (s *Server) Find(ctx context.Context, req *shardpb.FindRequest) (*shardpb.C
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion()); err != nil {
+	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), false); err != nil {
 		return nil, err
 	}
 	n, err := batchSize(req.BatchSize != nil, req.GetBatchSize(), DefaultFirstBatch)
@@ -176,7 +176,7 @@ func (s *Server) Count(ctx context.Context, req *shardpb.CountRequest) (*shardpb
 	if err := checkNS(req.GetNs()); err != nil {
 		return nil, err
 	}
-	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion()); err != nil {
+	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), false); err != nil {
 		return nil, err
 	}
 	filter, err := doc("filter", req.GetFilter())
@@ -209,7 +209,7 @@ func (s *Server) Distinct(ctx context.Context, req *shardpb.DistinctRequest) (*s
 	if err := checkNS(req.GetNs()); err != nil {
 		return nil, err
 	}
-	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion()); err != nil {
+	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), false); err != nil {
 		return nil, err
 	}
 	filter, err := doc("query", req.GetFilter())
@@ -243,7 +243,7 @@ func (s *Server) Aggregate(ctx context.Context, req *shardpb.AggregateRequest) (
 	if err := checkNS(req.GetNs()); err != nil {
 		return nil, err
 	}
-	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion()); err != nil {
+	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), false); err != nil {
 		return nil, err
 	}
 	pipeline, err := docs("pipeline", req.GetPipeline())
@@ -275,7 +275,7 @@ func (s *Server) Explain(ctx context.Context, req *shardpb.ExplainRequest) (*sha
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkVersion(ctx, req.GetFind().GetNs(), req.GetFind().GetShardVersion()); err != nil {
+	if err := s.checkVersion(ctx, req.GetFind().GetNs(), req.GetFind().GetShardVersion(), false); err != nil {
 		return nil, err
 	}
 	p, err := s.exec.Plan(req.GetFind().GetNs(), spec)

@@ -19,7 +19,8 @@ import (
 // waits for its write concern (replication.go); a write concern that is
 // not met is reported as the reply's writeConcernError, the write stays.
 // A session (SessionInfo) makes the statements retryable (session.go).
-// Shard version is accepted and not acted on yet.
+// A versioned request is checked first (versions.go): a stale router gets
+// StaleConfig before any statement runs.
 
 // maxWriteBatch is MongoDB's maxWriteBatchSize: statements per write.
 const maxWriteBatch = 100000
@@ -66,6 +67,9 @@ func (s *Server) Insert(ctx context.Context, req *shardpb.InsertRequest) (*shard
 	if err := s.checkWritable(); err != nil {
 		return nil, err
 	}
+	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), true); err != nil {
+		return nil, err
+	}
 	if n := len(req.GetDocuments()); n == 0 || n > maxWriteBatch {
 		return nil, mongoerr.New(mongoerr.InvalidLength, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatch, n)
 	}
@@ -102,6 +106,9 @@ func (s *Server) Update(ctx context.Context, req *shardpb.UpdateRequest) (*shard
 		return nil, err
 	}
 	if err := s.checkWritable(); err != nil {
+		return nil, err
+	}
+	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), true); err != nil {
 		return nil, err
 	}
 	if n := len(req.GetUpdates()); n == 0 || n > maxWriteBatch {
@@ -167,6 +174,9 @@ func (s *Server) Delete(ctx context.Context, req *shardpb.DeleteRequest) (*shard
 	if err := s.checkWritable(); err != nil {
 		return nil, err
 	}
+	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), true); err != nil {
+		return nil, err
+	}
 	if n := len(req.GetDeletes()); n == 0 || n > maxWriteBatch {
 		return nil, mongoerr.New(mongoerr.InvalidLength, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatch, n)
 	}
@@ -204,6 +214,9 @@ func (s *Server) FindAndModify(ctx context.Context, req *shardpb.FindAndModifyRe
 		return nil, err
 	}
 	if err := s.checkWritable(); err != nil {
+		return nil, err
+	}
+	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), true); err != nil {
 		return nil, err
 	}
 	var spec executor.FindAndModifySpec
