@@ -85,16 +85,17 @@ func (s *Server) backend() (Backend, bson.Raw) {
 
 // ClusterBackend is the Backend of a running router: an etcd client to the
 // config servers, the catalog's ChunkMap (a watched cache of the routing
-// metadata) and one pkg/shardclient connection per shard. It connects in
+// metadata) and, per shard, one pkg/shardclient connection per replica-set
+// member plus the shard's primary as catalog.ObservePrimary reports it
+// (one watcher goroutine per shard, started on the shard's first use and
+// stopped by Close). Writes and primary reads go to the primary; other read
+// preferences pick a member with selectMember (members.go). It connects in
 // the background (NewClusterBackend returns at once, so the router serves
 // its handshake even while the config servers are starting); until then
 // every call fails with NotYetInitialized. Safe for concurrent use.
-//
-// TEMPORARY: replication does not exist yet, so every operation for a
-// shard goes to the FIRST member of that shard in cluster order. The next
-// step routes to the shard's primary from its lease (catalog.Primary).
 type ClusterBackend struct {
 	log    zerolog.Logger
+	ctx    context.Context // the backend's lifetime; parent of the watchers
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -102,7 +103,7 @@ type ClusterBackend struct {
 	cli    *clientv3.Client
 	cat    *catalog.Catalog
 	cm     *catalog.ChunkMap
-	shards map[string]*shardclient.Client // by shard name; dialled lazily
+	shards map[string]*shardMembers // by shard name; created on first use
 	closed bool
 }
 
@@ -113,7 +114,7 @@ var errNotReady = errors.New("router not connected to the config servers yet")
 // (etcd client URLs); it retries until it succeeds or Close is called.
 func NewClusterBackend(endpoints []string, log zerolog.Logger) *ClusterBackend {
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &ClusterBackend{log: log, cancel: cancel, done: make(chan struct{}), shards: map[string]*shardclient.Client{}}
+	b := &ClusterBackend{log: log, ctx: ctx, cancel: cancel, done: make(chan struct{}), shards: map[string]*shardMembers{}}
 	go b.connect(ctx, endpoints)
 	return b
 }
@@ -183,28 +184,90 @@ func (b *ClusterBackend) Routing() (Routing, error) {
 	return cm, nil
 }
 
-// Shard implements Backend: the connection to the shard's first member
-// (see the type's TEMPORARY note), dialled on first use.
+// firstObservation bounds how long a call waits for a shard watcher's
+// first report of the primary (normally one etcd read away).
+const firstObservation = 5 * time.Second
+
+// Shard implements Backend: a connection that sends each call to the
+// shard's primary at the time of the call, retrying across a failover as
+// the retry table says (primaryConn in members.go). The data commands
+// that pick members or carry sessions use Member and Primary directly
+// (retry.go).
 func (b *ClusterBackend) Shard(name string) (ShardConn, error) {
-	_, cm, err := b.state()
-	if err != nil {
+	if _, _, err := b.members(name); err != nil {
 		return nil, err
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if c, ok := b.shards[name]; ok {
-		return c, nil
+	return primaryConn{b: b, shard: name}, nil
+}
+
+// members returns the shard's record and its member set, starting the
+// set's primary watcher on first use.
+func (b *ClusterBackend) members(name string) (*shardMembers, catalog.Shard, error) {
+	cat, cm, err := b.state()
+	if err != nil {
+		return nil, catalog.Shard{}, err
 	}
 	sh, ok := cm.Shard(name)
 	if !ok || len(sh.Members) == 0 {
-		return nil, mongoerr.New(mongoerr.ShardNotFound, "shard %q not found", name)
+		return nil, catalog.Shard{}, errNoShard(name)
 	}
-	c, err := shardclient.Dial(context.Background(), sh.Members[0].Addr)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, catalog.Shard{}, mongoerr.New(mongoerr.ShutdownInProgress, "router backend closed")
+	}
+	sm, ok := b.shards[name]
+	if !ok {
+		sm = newShardMembers(name)
+		var wctx context.Context
+		wctx, sm.cancel = context.WithCancel(b.ctx)
+		go sm.watch(cat.ObservePrimary(wctx, name))
+		b.shards[name] = sm
+	}
+	return sm, sh, nil
+}
+
+// Member implements MemberBackend. It waits (bounded by ctx and
+// firstObservation) for the shard watcher's first report.
+func (b *ClusterBackend) Member(ctx context.Context, shard, mode string, exclude []string) (ShardConn, string, error) {
+	sm, sh, err := b.members(shard)
 	if err != nil {
-		return nil, mongoerr.Wrap(err, mongoerr.HostUnreachable, "dial shard %s at %s: %v", name, sh.Members[0].Addr, err)
+		return nil, "", err
 	}
-	b.shards[name] = c
-	return c, nil
+	v, observed, ch := sm.view()
+	if !observed {
+		t := time.NewTimer(firstObservation)
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		v, _, _ = sm.view()
+	}
+	name, err := selectMember(mode, memberNames(sh), v.Member, exclude, sm.rr.Add(1))
+	if err != nil {
+		return nil, "", err
+	}
+	m, _ := sh.Member(name)
+	c, err := sm.conn(m)
+	if err != nil {
+		return nil, "", err
+	}
+	return c, name, nil
+}
+
+// retryLog is the logger of callShard's retries.
+func (b *ClusterBackend) retryLog() zerolog.Logger { return b.log }
+
+// Primary implements MemberBackend.
+func (b *ClusterBackend) Primary(shard string) (PrimaryView, <-chan struct{}, error) {
+	sm, _, err := b.members(shard)
+	if err != nil {
+		return PrimaryView{}, nil, err
+	}
+	v, _, ch := sm.view()
+	return v, ch, nil
 }
 
 // EnsureDatabase implements Backend.
@@ -256,8 +319,9 @@ func (b *ClusterBackend) waitFor(ctx context.Context, cm *catalog.ChunkMap, cond
 	return nil
 }
 
-// Close stops connecting, closes the shard connections, the chunk map and
-// the etcd client. Safe to call more than once.
+// Close stops connecting and the primary watchers, closes the member
+// connections, the chunk map and the etcd client. Safe to call more than
+// once.
 func (b *ClusterBackend) Close() error {
 	b.cancel()
 	<-b.done
@@ -267,8 +331,8 @@ func (b *ClusterBackend) Close() error {
 		return nil
 	}
 	b.closed = true
-	for _, c := range b.shards {
-		c.Close()
+	for _, sm := range b.shards {
+		sm.close()
 	}
 	if b.cm != nil {
 		b.cm.Close()

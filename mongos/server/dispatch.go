@@ -119,7 +119,7 @@ func (s *Server) dispatch(ci *ConnInfo, db string, doc bson.Raw, opQuery bool) (
 		return ErrorReply(mongoerr.New(mongoerr.BSONObjectTooLarge,
 			"BSONObj size: %d (0x%X) is invalid. Size must be between 0 and 16793600(16MB)", len(reply), len(reply))), nil
 	}
-	return reply, nil
+	return withRetryLabel(req, reply), nil
 }
 
 // opQueryCommands are the commands MongoDB still accepts in a legacy

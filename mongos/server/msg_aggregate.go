@@ -70,6 +70,9 @@ func handleAggregate(ctx context.Context, s *Server, req *Request) (bson.Raw, er
 	if err != nil {
 		return ErrorReply(err), nil
 	}
+	if ctx, err = readOptions(ctx, req); err != nil {
+		return ErrorReply(err), nil
+	}
 	// The router parses the pipeline too: bad pipelines fail here with the
 	// library's codes, and several shards need its Split.
 	p, err := aggregate.Parse(a.pipeline)
@@ -91,7 +94,16 @@ func handleAggregate(ctx context.Context, s *Server, req *Request) (bson.Raw, er
 	if err != nil {
 		return ErrorReply(err), nil
 	}
-	c, err := openAggregate(ctx, b, ns, t.Shards, a, p)
+	var c *routerCursor
+	q := newQueryRoute(b, ns, leadingMatch(a.pipeline), t) // shardversions.go
+	err = retryStaleQuery(ctx, b, ns, leadingMatch(a.pipeline), t.Shards, func(shards []string) (err error) {
+		vctx, err := q.attempt(ctx, shards)
+		if err != nil {
+			return err
+		}
+		c, err = openAggregate(vctx, b, ns, shards, a, p)
+		return err
+	})
 	if err != nil {
 		return ErrorReply(err), nil
 	}
@@ -133,18 +145,15 @@ func openAggregate(ctx context.Context, b Backend, ns string, shards []string, a
 	bs := shardclient.BatchSize(int32(min(a.batchSize, 1<<31-1)))
 	c := &routerCursor{ns: ns}
 	for _, name := range shards {
-		conn, err := b.Shard(name)
-		if err == nil {
-			var first *shardclient.Batch
+		first, conn, err := readShard(ctx, b, name, func(conn ShardConn) (*shardclient.Batch, error) {
 			if len(shards) == 1 {
-				first, err = conn.Aggregate(ctx, ns, a.pipeline, bs)
-			} else {
-				first, err = conn.AggregateShardPart(ctx, ns, a.pipeline, bs)
+				return conn.Aggregate(shardCtx(ctx, name), ns, a.pipeline, bs)
 			}
-			if err == nil {
-				c.streams = append(c.streams, &shardStream{shard: name, conn: conn, ns: ns, id: first.CursorID, buf: first.Docs})
-				continue
-			}
+			return conn.AggregateShardPart(shardCtx(ctx, name), ns, a.pipeline, bs)
+		})
+		if err == nil {
+			c.streams = append(c.streams, &shardStream{shard: name, conn: conn, ns: ns, id: first.CursorID, buf: first.Docs})
+			continue
 		}
 		c.killShards()
 		return nil, err

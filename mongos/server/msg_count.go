@@ -41,6 +41,9 @@ func handleCount(ctx context.Context, s *Server, req *Request) (bson.Raw, error)
 	if skip < 0 {
 		return errReply(mongoerr.BadValue, "skip value is negative in count query")
 	}
+	if ctx, err = readOptions(ctx, req); err != nil {
+		return ErrorReply(err), nil
+	}
 	if limit < 0 {
 		limit = -limit // MongoDB: a negative limit counts like its absolute value
 	}
@@ -59,7 +62,16 @@ func handleCount(ctx context.Context, s *Server, req *Request) (bson.Raw, error)
 	if err != nil {
 		return ErrorReply(err), nil
 	}
-	n, err := countShards(ctx, b, ns, t.Shards, filter, skip, limit)
+	var n int64
+	q := newQueryRoute(b, ns, filter, t) // shardversions.go
+	err = retryStaleQuery(ctx, b, ns, filter, t.Shards, func(shards []string) (err error) {
+		vctx, err := q.attempt(ctx, shards)
+		if err != nil {
+			return err
+		}
+		n, err = countShards(vctx, b, ns, shards, filter, skip, limit)
+		return err
+	})
 	if err != nil {
 		return ErrorReply(err), nil
 	}
@@ -72,11 +84,10 @@ func handleCount(ctx context.Context, s *Server, req *Request) (bson.Raw, error)
 // min(max(total-skip, 0), limit), which needs no order.
 func countShards(ctx context.Context, b Backend, ns string, shards []string, filter bson.Raw, skip, limit int64) (int64, error) {
 	if len(shards) == 1 {
-		conn, err := b.Shard(shards[0])
-		if err != nil {
-			return 0, err
-		}
-		return conn.Count(ctx, ns, filter, skip, limit)
+		n, _, err := readShard(ctx, b, shards[0], func(conn ShardConn) (int64, error) {
+			return conn.Count(shardCtx(ctx, shards[0]), ns, filter, skip, limit)
+		})
+		return n, err
 	}
 	upTo := int64(0)
 	if limit > 0 {
@@ -89,11 +100,7 @@ func countShards(ctx context.Context, b Backend, ns string, shards []string, fil
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conn, err := b.Shard(sh)
-			if err == nil {
-				counts[i], err = conn.Count(ctx, ns, filter, 0, upTo)
-			}
-			errs[i] = err
+			counts[i], _, errs[i] = readShard(ctx, b, sh, func(conn ShardConn) (int64, error) { return conn.Count(shardCtx(ctx, sh), ns, filter, 0, upTo) })
 		}()
 	}
 	wg.Wait()

@@ -8,6 +8,7 @@ import (
 	"github.com/psdb/psdb/mongos/targeting"
 	"github.com/psdb/psdb/pkg/mongoerr"
 	"github.com/psdb/psdb/pkg/shardclient"
+	"github.com/psdb/psdb/pkg/shardversion"
 )
 
 func init() {
@@ -60,6 +61,10 @@ func handleDelete(ctx context.Context, s *Server, req *Request) (bson.Raw, error
 	if err != nil {
 		return ErrorReply(err), nil
 	}
+	opts, err := parseCmdOptions(req)
+	if err != nil {
+		return ErrorReply(err), nil
+	}
 	b, rep := s.backend()
 	if rep != nil {
 		return rep, nil
@@ -77,11 +82,20 @@ func handleDelete(ctx context.Context, s *Server, req *Request) (bson.Raw, error
 		targets[i], errs[i] = targeting.ForDelete(rt, ns, st.Filter, st.Limit == 1)
 	}
 	o := runTargeted(targets, errs, ordered, func(shard string, idx []int, ordered bool) (*shardclient.WriteResult, error) {
-		conn, err := b.Shard(shard)
+		ver, err := batchVersion(statementVersions(targets, idx, shard)) // shardversions.go
 		if err != nil {
 			return nil, err
 		}
-		return conn.Delete(ctx, ns, pick(stmts, idx), shardclient.WriteOptions{Ordered: ordered})
+		retarget := func(rt Routing, idx []int) (sh string, err error) {
+			sh, ver, err = retargetVersioned(idx, func(i int) (targeting.Target, error) {
+				return targeting.ForDelete(rt, ns, stmts[i].Filter, stmts[i].Limit == 1)
+			})
+			return sh, err
+		}
+		return sendWrite(ctx, b, shard, idx, ordered, opts, retarget, func(conn ShardConn, wo shardclient.WriteOptions) (*shardclient.WriteResult, error) {
+			wo.ShardVersion = shardversion.Proto(ver)
+			return conn.Delete(ctx, ns, pick(stmts, idx), wo)
+		})
 	})
 	return o.reply(false)
 }

@@ -37,6 +37,9 @@ func handleDistinct(ctx context.Context, s *Server, req *Request) (bson.Raw, err
 	if err != nil {
 		return ErrorReply(err), nil
 	}
+	if ctx, err = readOptions(ctx, req); err != nil {
+		return ErrorReply(err), nil
+	}
 	b, rep := s.backend()
 	if rep != nil {
 		return rep, nil
@@ -52,7 +55,16 @@ func handleDistinct(ctx context.Context, s *Server, req *Request) (bson.Raw, err
 	if err != nil {
 		return ErrorReply(err), nil
 	}
-	vals, err := distinctShards(ctx, b, ns, key, filter, t.Shards)
+	var vals []bson.RawValue
+	q := newQueryRoute(b, ns, filter, t) // shardversions.go
+	err = retryStaleQuery(ctx, b, ns, filter, t.Shards, func(shards []string) (err error) {
+		vctx, err := q.attempt(ctx, shards)
+		if err != nil {
+			return err
+		}
+		vals, err = distinctShards(vctx, b, ns, key, filter, shards)
+		return err
+	})
 	if err != nil {
 		return ErrorReply(err), nil
 	}
@@ -75,11 +87,9 @@ func distinctShards(ctx context.Context, b Backend, ns, key string, filter bson.
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conn, err := b.Shard(sh)
-			if err == nil {
-				per[i], err = conn.Distinct(ctx, ns, key, filter)
-			}
-			errs[i] = err
+			per[i], _, errs[i] = readShard(ctx, b, sh, func(conn ShardConn) ([]bson.RawValue, error) {
+				return conn.Distinct(shardCtx(ctx, sh), ns, key, filter)
+			})
 		}()
 	}
 	wg.Wait()

@@ -108,7 +108,7 @@ func handleExplain(ctx context.Context, s *Server, req *Request) (bson.Raw, erro
 			defer wg.Done()
 			conn, err := b.Shard(sh)
 			if err == nil {
-				plans[i], err = conn.Explain(ctx, ns, f)
+				plans[i], err = conn.Explain(shardCtx(withTargetVersions(ctx, t.Versions), sh), ns, f) // shardversions.go
 			}
 			errs[i] = err
 		}()

@@ -76,6 +76,9 @@ func handleFind(ctx context.Context, s *Server, req *Request) (bson.Raw, error) 
 	if err != nil {
 		return ErrorReply(err), nil
 	}
+	if ctx, err = readOptions(ctx, req); err != nil {
+		return ErrorReply(err), nil
+	}
 	var sortSpec *query.Sort
 	if len(a.sort) > 5 {
 		if sortSpec, err = query.ParseSort(a.sort); err != nil {
@@ -97,7 +100,16 @@ func handleFind(ctx context.Context, s *Server, req *Request) (bson.Raw, error) 
 	if err != nil {
 		return ErrorReply(err), nil
 	}
-	c, err := openCursor(ctx, b, ns, t.Shards, a, sortSpec)
+	var c *routerCursor
+	q := newQueryRoute(b, ns, a.filter, t) // shardversions.go
+	err = retryStaleQuery(ctx, b, ns, a.filter, t.Shards, func(shards []string) (err error) {
+		vctx, err := q.attempt(ctx, shards)
+		if err != nil {
+			return err
+		}
+		c, err = openCursor(vctx, b, ns, shards, a, sortSpec)
+		return err
+	})
 	if err != nil {
 		return ErrorReply(err), nil
 	}
@@ -132,14 +144,10 @@ func openCursor(ctx context.Context, b Backend, ns string, shards []string, a fi
 		}
 	}
 	for _, name := range shards {
-		conn, err := b.Shard(name)
+		first, conn, err := readShard(ctx, b, name, func(conn ShardConn) (*shardclient.Batch, error) { return conn.Find(shardCtx(ctx, name), ns, f) })
 		if err == nil {
-			var first *shardclient.Batch
-			first, err = conn.Find(ctx, ns, f)
-			if err == nil {
-				c.streams = append(c.streams, &shardStream{shard: name, conn: conn, ns: ns, id: first.CursorID, buf: first.Docs})
-				continue
-			}
+			c.streams = append(c.streams, &shardStream{shard: name, conn: conn, ns: ns, id: first.CursorID, buf: first.Docs})
+			continue
 		}
 		c.killShards()
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"github.com/psdb/psdb/pkg/mongoerr"
 	"github.com/psdb/psdb/pkg/query"
 	"github.com/psdb/psdb/pkg/shardclient"
+	"github.com/psdb/psdb/pkg/shardversion"
 )
 
 func init() {
@@ -99,6 +100,11 @@ func handleFindAndModify(ctx context.Context, s *Server, req *Request) (bson.Raw
 	if err != nil {
 		return ErrorReply(err), nil
 	}
+	opts, err := parseCmdOptions(req)
+	if err != nil {
+		return ErrorReply(err), nil
+	}
+	a.f.WriteConcern, a.f.Session = opts.wc, opts.session(nil)
 	b, rep := s.backend()
 	if rep != nil {
 		return rep, nil
@@ -131,11 +137,10 @@ func handleFindAndModify(ctx context.Context, s *Server, req *Request) (bson.Raw
 			return ErrorReply(err), nil
 		}
 	}
-	conn, err := b.Shard(t.Shards[0])
-	if err != nil {
-		return ErrorReply(err), nil
-	}
-	r, err := conn.FindAndModify(ctx, ns, a.f)
+	a.f.ShardVersion = shardversion.Proto(t.Versions[t.Shards[0]])
+	r, err := famShard(ctx, b, t.Shards[0], opts, func(conn ShardConn) (*shardclient.FindAndModifyResult, error) {
+		return conn.FindAndModify(ctx, ns, a.f)
+	})
 	if err != nil {
 		return ErrorReply(err), nil
 	}

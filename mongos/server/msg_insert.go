@@ -7,6 +7,7 @@ import (
 
 	"github.com/psdb/psdb/mongos/targeting"
 	"github.com/psdb/psdb/pkg/shardclient"
+	"github.com/psdb/psdb/pkg/shardversion"
 )
 
 func init() {
@@ -30,6 +31,10 @@ func handleInsert(ctx context.Context, s *Server, req *Request) (bson.Raw, error
 	if err != nil {
 		return ErrorReply(err), nil
 	}
+	opts, err := parseCmdOptions(req)
+	if err != nil {
+		return ErrorReply(err), nil
+	}
 	b, rep := s.backend()
 	if rep != nil {
 		return rep, nil
@@ -43,6 +48,7 @@ func handleInsert(ctx context.Context, s *Server, req *Request) (bson.Raw, error
 	}
 	coll, _ := rt.Collection(ns)
 	shards := make([]string, len(docs))
+	vers := make([]targeting.ShardVersion, len(docs))
 	errs := make([]error, len(docs))
 	for i, d := range docs {
 		docs[i] = withID(d)
@@ -51,14 +57,21 @@ func handleInsert(ctx context.Context, s *Server, req *Request) (bson.Raw, error
 				continue
 			}
 		}
-		shards[i], _, errs[i] = targeting.ForInsert(rt, ns, docs[i])
+		shards[i], vers[i], errs[i] = targeting.ForInsert(rt, ns, docs[i])
 	}
 	o := runBatched(shards, errs, ordered, func(shard string, idx []int, ordered bool) (*shardclient.WriteResult, error) {
-		conn, err := b.Shard(shard)
+		ver, err := batchVersion(pick(vers, idx)) // shardversions.go
 		if err != nil {
 			return nil, err
 		}
-		return conn.Insert(ctx, ns, pick(docs, idx), shardclient.WriteOptions{Ordered: ordered})
+		retarget := func(rt Routing, idx []int) (sh string, err error) {
+			sh, ver, err = retargetVersioned(idx, func(i int) (targeting.Target, error) { return insertTarget(rt, ns, docs[i]) })
+			return sh, err
+		}
+		return sendWrite(ctx, b, shard, idx, ordered, opts, retarget, func(conn ShardConn, wo shardclient.WriteOptions) (*shardclient.WriteResult, error) {
+			wo.ShardVersion = shardversion.Proto(ver)
+			return conn.Insert(ctx, ns, pick(docs, idx), wo)
+		})
 	})
 	return o.reply(false)
 }

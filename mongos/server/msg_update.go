@@ -8,6 +8,7 @@ import (
 	"github.com/psdb/psdb/mongos/targeting"
 	"github.com/psdb/psdb/pkg/mongoerr"
 	"github.com/psdb/psdb/pkg/shardclient"
+	"github.com/psdb/psdb/pkg/shardversion"
 )
 
 func init() {
@@ -68,6 +69,10 @@ func handleUpdate(ctx context.Context, s *Server, req *Request) (bson.Raw, error
 	if err != nil {
 		return ErrorReply(err), nil
 	}
+	opts, err := parseCmdOptions(req)
+	if err != nil {
+		return ErrorReply(err), nil
+	}
 	b, rep := s.backend()
 	if rep != nil {
 		return rep, nil
@@ -97,11 +102,20 @@ func handleUpdate(ctx context.Context, s *Server, req *Request) (bson.Raw, error
 		}
 	}
 	o := runTargeted(targets, errs, ordered, func(shard string, idx []int, ordered bool) (*shardclient.WriteResult, error) {
-		conn, err := b.Shard(shard)
+		ver, err := batchVersion(statementVersions(targets, idx, shard)) // shardversions.go
 		if err != nil {
 			return nil, err
 		}
-		return conn.Update(ctx, ns, pick(stmts, idx), shardclient.WriteOptions{Ordered: ordered})
+		retarget := func(rt Routing, idx []int) (sh string, err error) {
+			sh, ver, err = retargetVersioned(idx, func(i int) (targeting.Target, error) {
+				return targeting.ForUpdate(rt, ns, stmts[i].Filter, stmts[i].Update, stmts[i].Multi, stmts[i].Upsert)
+			})
+			return sh, err
+		}
+		return sendWrite(ctx, b, shard, idx, ordered, opts, retarget, func(conn ShardConn, wo shardclient.WriteOptions) (*shardclient.WriteResult, error) {
+			wo.ShardVersion = shardversion.Proto(ver)
+			return conn.Update(ctx, ns, pick(stmts, idx), wo)
+		})
 	})
 	return o.reply(true)
 }
