@@ -33,6 +33,7 @@ import (
 func TestRouter(t *testing.T) {
 	rc := newRouterCluster(t)
 	t.Run("CRUD", func(t *testing.T) { testRouterCRUD(t, rc) })
+	t.Run("RegisteredRouters", func(t *testing.T) { testRouterRegistered(t, rc) })
 	t.Run("Conformance", func(t *testing.T) { testRouterConformance(t, rc) })
 	t.Run("SortSkipLimit", func(t *testing.T) { testRouterSortSkipLimit(t, rc) })
 	t.Run("ManyBatches", func(t *testing.T) { testRouterManyBatches(t, rc) })
@@ -42,6 +43,23 @@ func TestRouter(t *testing.T) {
 	t.Run("StaleRouter", func(t *testing.T) { testRouterStale(t, rc) })
 	t.Run("RouterRestart", func(t *testing.T) { testRouterRestart(t, rc) })
 	t.Run("PrimaryKill", func(t *testing.T) { testRouterPrimaryKill(t, rc) })
+}
+
+// testRouterRegistered: both routers registered themselves, so
+// config.mongos (what sh.status() lists as active mongoses) names them.
+func testRouterRegistered(t *testing.T, rc *routerCluster) {
+	harness.Eventually(t, 20*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		n, err := rc.clients[0].Database("config").Collection("mongos").CountDocuments(ctx, bson.D{})
+		if err != nil {
+			return err
+		}
+		if n != int64(len(rc.routers)) {
+			return fmt.Errorf("config.mongos holds %d routers, want %d", n, len(rc.routers))
+		}
+		return nil
+	})
 }
 
 // testRouterCRUD runs the same CRUD script on an unsharded, a hashed and

@@ -31,6 +31,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/psdb/psdb/mongos/server"
+	"github.com/psdb/psdb/pkg/catalog"
 	"github.com/psdb/psdb/pkg/config"
 	"github.com/psdb/psdb/pkg/launcher"
 	"github.com/psdb/psdb/pkg/logging"
@@ -153,6 +154,15 @@ func serve(ctx context.Context, cl *config.Cluster, node config.Node, o flags, l
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info().Str("addr", ln.Addr().String()).Msg("serving the MongoDB wire protocol")
+	// The router's registration (config.mongos, sh.status()) is owned
+	// here and revoked on the way out.
+	regCtx, stopReg := context.WithCancel(ctx)
+	regDone := make(chan struct{})
+	go func() {
+		defer close(regDone)
+		register(regCtx, backend, node, log)
+	}()
+	defer func() { stopReg(); <-regDone }()
 
 	var serveErr error
 	select {
@@ -176,6 +186,41 @@ func serve(ctx context.Context, cl *config.Cluster, node config.Node, o flags, l
 	}
 	log.Info().Msg("stopped")
 	return nil
+}
+
+// registrationTTL is the lease of a router's registration in the catalog.
+const registrationTTL = 10 * time.Second
+
+// register keeps the router registered in the catalog (routers/<name>)
+// until ctx ends, registering again whenever the lease is lost; it
+// revokes the registration when ctx ends.
+func register(ctx context.Context, b *server.ClusterBackend, node config.Node, log zerolog.Logger) {
+	for ctx.Err() == nil {
+		cat, err := b.Catalog()
+		var reg *catalog.Registration
+		if err == nil {
+			reg, err = cat.RegisterRouter(ctx, node.Name, node.Addr, registrationTTL)
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn().Err(err).Msg("cannot register the router in the catalog; retrying")
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = reg.Close(cctx)
+			cancel()
+			return
+		case <-reg.Done():
+			log.Warn().Msg("router registration lost; registering again")
+		}
+	}
 }
 
 // parsedOptions is getCmdLineOpts's "parsed" document: the options as

@@ -92,7 +92,8 @@ func (s *Server) backend() (Backend, bson.Raw) {
 // preferences pick a member with selectMember (members.go). It connects in
 // the background (NewClusterBackend returns at once, so the router serves
 // its handshake even while the config servers are starting); until then
-// every call fails with NotYetInitialized. Safe for concurrent use.
+// a call waits for the connection, up to connectWait, and then fails with
+// NotYetInitialized. Safe for concurrent use.
 type ClusterBackend struct {
 	log    zerolog.Logger
 	ctx    context.Context // the backend's lifetime; parent of the watchers
@@ -166,7 +167,25 @@ func (b *ClusterBackend) connectOnce(ctx context.Context, endpoints []string) er
 	return nil
 }
 
+// connectWait bounds how long a command waits for the backend's first
+// connection to the config servers before it fails with NotYetInitialized:
+// a router started (or restarted) together with the config servers takes
+// commands at once, and drivers do not retry NotYetInitialized.
+const connectWait = 10 * time.Second
+
 func (b *ClusterBackend) state() (*catalog.Catalog, *catalog.ChunkMap, error) {
+	b.mu.Lock()
+	cat, cm := b.cat, b.cm
+	b.mu.Unlock()
+	if cm != nil {
+		return cat, cm, nil
+	}
+	t := time.NewTimer(connectWait)
+	defer t.Stop()
+	select {
+	case <-b.done: // connected, or closed
+	case <-t.C:
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.cm == nil {
