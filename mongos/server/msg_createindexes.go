@@ -8,6 +8,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/psdb/psdb/mongos/targeting"
 	"github.com/psdb/psdb/pkg/catalog"
 	"github.com/psdb/psdb/pkg/mongoerr"
 	"github.com/psdb/psdb/pkg/shardclient"
@@ -49,40 +50,50 @@ func handleCreateIndexes(ctx context.Context, s *Server, req *Request) (bson.Raw
 	if err := b.EnsureDatabase(ctx, req.DB); err != nil {
 		return ErrorReply(err), nil
 	}
-	rt, err := b.Routing()
-	if err != nil {
-		return ErrorReply(err), nil
-	}
-	shards, err := collectionShards(rt, ns)
-	if err != nil {
-		return ErrorReply(err), nil
-	}
-	if coll, ok := rt.Collection(ns); ok && coll.Sharded {
-		for _, spec := range specs {
-			if err := checkUniqueIndex(coll.Key, spec); err != nil {
-				return ErrorReply(err), nil
-			}
+	// Each shard gets the version of the targeting that chose it
+	// (indexTarget); a StaleConfig refreshes the routing table and builds
+	// again on the shards of the new targeting (retryStale's bound;
+	// building an index that exists is a no-op).
+	var rt Routing
+	var shards []string
+	var results []*shardclient.CreateIndexesResult
+	err = retryStale(ctx, b, func() error {
+		var err error
+		if rt, err = b.Routing(); err != nil {
+			return err
 		}
-	}
-	results := make([]*shardclient.CreateIndexesResult, len(shards))
-	errs := make([]error, len(shards))
-	var wg sync.WaitGroup
-	for i, sh := range shards {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			conn, err := b.Shard(sh)
-			if err == nil {
-				results[i], err = conn.CreateIndexes(ctx, ns, specs...)
-			}
-			errs[i] = err
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
+		t, err := indexTarget(rt, ns)
 		if err != nil {
-			return ErrorReply(err), nil
+			return err
 		}
+		if coll, ok := rt.Collection(ns); ok && coll.Sharded {
+			for _, spec := range specs {
+				if err := checkUniqueIndex(coll.Key, spec); err != nil {
+					return err
+				}
+			}
+		}
+		shards = t.Shards
+		results = make([]*shardclient.CreateIndexesResult, len(shards))
+		errs := make([]error, len(shards))
+		vctx := withTargetVersions(ctx, t.Versions) // shardversions.go
+		var wg sync.WaitGroup
+		for i, sh := range shards {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				conn, err := b.Shard(sh)
+				if err == nil {
+					results[i], err = conn.CreateIndexes(shardCtx(vctx, sh), ns, specs...)
+				}
+				errs[i] = err
+			}()
+		}
+		wg.Wait()
+		return firstStaleOrError(errs)
+	})
+	if err != nil {
+		return ErrorReply(err), nil
 	}
 	raw := bson.D{}
 	for i, sh := range shards {
@@ -99,6 +110,30 @@ func handleCreateIndexes(ctx context.Context, s *Server, req *Request) (bson.Raw
 		raw = append(raw, bson.E{Key: shardConnString(rt, sh), Value: d})
 	}
 	return okReply(bson.E{Key: "raw", Value: raw})
+}
+
+// indexTarget is the targeting of an index command: every shard owning
+// chunks of a sharded collection, the database's primary shard otherwise,
+// each with its version (UNSHARDED for the primary). An unknown database
+// is NamespaceNotFound.
+func indexTarget(rt Routing, ns string) (targeting.Target, error) {
+	return targeting.ForQuery(rt, ns, emptyFilter)
+}
+
+// firstStaleOrError returns the first StaleConfig of a broadcast's
+// errors (so that the caller refreshes and re-targets, whatever the other
+// shards answered), else the first error, else nil.
+func firstStaleOrError(errs []error) error {
+	var first error
+	for _, err := range errs {
+		if classify(err) == classStale {
+			return err
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // collectionShards returns the shards a collection's DDL (index commands)

@@ -8,7 +8,6 @@ import (
 	"github.com/psdb/psdb/mongos/targeting"
 	"github.com/psdb/psdb/pkg/mongoerr"
 	"github.com/psdb/psdb/pkg/shardclient"
-	"github.com/psdb/psdb/pkg/shardversion"
 )
 
 func init() {
@@ -81,21 +80,14 @@ func handleDelete(ctx context.Context, s *Server, req *Request) (bson.Raw, error
 	for i, st := range stmts {
 		targets[i], errs[i] = targeting.ForDelete(rt, ns, st.Filter, st.Limit == 1)
 	}
-	o := runTargeted(targets, errs, ordered, func(shard string, idx []int, ordered bool) (*shardclient.WriteResult, error) {
-		ver, err := batchVersion(statementVersions(targets, idx, shard)) // shardversions.go
-		if err != nil {
-			return nil, err
-		}
-		retarget := func(rt Routing, idx []int) (sh string, err error) {
-			sh, ver, err = retargetVersioned(idx, func(i int) (targeting.Target, error) {
-				return targeting.ForDelete(rt, ns, stmts[i].Filter, stmts[i].Limit == 1)
-			})
-			return sh, err
-		}
-		return sendWrite(ctx, b, shard, idx, ordered, opts, retarget, func(conn ShardConn, wo shardclient.WriteOptions) (*shardclient.WriteResult, error) {
-			wo.ShardVersion = shardversion.Proto(ver)
+	w := &writeRoute{ctx: ctx, b: b, opts: opts, // writeretarget.go
+		target: func(rt Routing, i int) (targeting.Target, error) {
+			return targeting.ForDelete(rt, ns, stmts[i].Filter, stmts[i].Limit == 1)
+		},
+		call: func(conn ShardConn, idx []int, wo shardclient.WriteOptions) (*shardclient.WriteResult, error) {
 			return conn.Delete(ctx, ns, pick(stmts, idx), wo)
-		})
-	})
+		},
+	}
+	o := runTargeted(targets, errs, ordered, w.sender(targets))
 	return o.reply(false)
 }

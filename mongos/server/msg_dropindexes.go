@@ -80,34 +80,48 @@ func handleDropIndexes(ctx context.Context, s *Server, req *Request) (bson.Raw, 
 	if rep != nil {
 		return rep, nil
 	}
-	rt, err := b.Routing()
-	if err != nil {
-		return ErrorReply(err), nil
-	}
-	shards, err := collectionShards(rt, ns)
-	if err != nil {
-		return errReply(mongoerr.NamespaceNotFound, "ns not found %s", ns)
-	}
-	was := make([]int, len(shards))
-	errs := make([]error, len(shards))
-	var wg sync.WaitGroup
-	for i, sh := range shards {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			conn, err := b.Shard(sh)
-			if err == nil {
-				if spec.key != nil {
-					was[i], err = conn.DropIndexByKey(ctx, ns, spec.key)
-				} else {
-					was[i], err = conn.DropIndexes(ctx, ns, spec.names...)
+	// As createIndexes: each shard gets its targeted version, and a
+	// StaleConfig refreshes and drops again on the new targeting's shards
+	// (a shard that already dropped answers IndexNotFound, which
+	// mergeDropIndexes skips when another shard dropped it).
+	var n int
+	err = retryStale(ctx, b, func() error {
+		rt, err := b.Routing()
+		if err != nil {
+			return err
+		}
+		t, err := indexTarget(rt, ns) // msg_createindexes.go
+		if err != nil {
+			return mongoerr.New(mongoerr.NamespaceNotFound, "ns not found %s", ns)
+		}
+		shards := t.Shards
+		vctx := withTargetVersions(ctx, t.Versions) // shardversions.go
+		was := make([]int, len(shards))
+		errs := make([]error, len(shards))
+		var wg sync.WaitGroup
+		for i, sh := range shards {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				conn, err := b.Shard(sh)
+				if err == nil {
+					sctx := shardCtx(vctx, sh)
+					if spec.key != nil {
+						was[i], err = conn.DropIndexByKey(sctx, ns, spec.key)
+					} else {
+						was[i], err = conn.DropIndexes(sctx, ns, spec.names...)
+					}
 				}
-			}
-			errs[i] = err
-		}()
-	}
-	wg.Wait()
-	n, err := mergeDropIndexes(was, errs)
+				errs[i] = err
+			}()
+		}
+		wg.Wait()
+		if err := firstStaleOrError(errs); classify(err) == classStale {
+			return err
+		}
+		n, err = mergeDropIndexes(was, errs)
+		return err
+	})
 	if err != nil {
 		if mongoerr.HasCode(err, mongoerr.NamespaceNotFound) {
 			return errReply(mongoerr.NamespaceNotFound, "ns not found %s", ns)

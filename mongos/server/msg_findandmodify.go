@@ -114,35 +114,49 @@ func handleFindAndModify(ctx context.Context, s *Server, req *Request) (bson.Raw
 			return ErrorReply(err), nil
 		}
 	}
-	rt, err := b.Routing()
-	if err != nil {
-		return ErrorReply(err), nil
-	}
-	t, err := targeting.ForUpdate(rt, ns, a.f.Filter, a.f.Update, false, a.f.Upsert)
-	if unknownDB(err) {
-		return famReply(a.f.Remove, &shardclient.FindAndModifyResult{})
-	}
-	if err != nil {
-		return ErrorReply(err), nil
-	}
-	// MongoDB (before the 7.x two-phase "write without shard key"
-	// protocol) runs findAndModify on exactly one shard: the query must pin
-	// it. An upsert needs equality on the full shard key, since the
-	// document it may insert must belong to that shard (ForUpdate).
-	if len(t.Shards) != 1 || t.NeedsOneDocSemantics || t.Reason == targeting.ReasonByID {
-		return errReply(mongoerr.ShardKeyNotFound, "Query for sharded findAndModify must contain the shard key")
-	}
-	if coll, ok := rt.Collection(ns); ok && coll.Sharded && !a.f.Remove {
-		if err := checkFamShardKey(coll.Key, a.f.Filter, a.update); err != nil {
-			return ErrorReply(err), nil
+	// A StaleConfig from the shard refreshes the routing table and runs
+	// the targeting and the call again (retryStale's bound): the shard
+	// refused before running anything.
+	var r *shardclient.FindAndModifyResult
+	noDB := false
+	err = retryStale(ctx, b, func() error {
+		rt, err := b.Routing()
+		if err != nil {
+			return err
 		}
-	}
-	a.f.ShardVersion = shardversion.Proto(t.Versions[t.Shards[0]])
-	r, err := famShard(ctx, b, t.Shards[0], opts, func(conn ShardConn) (*shardclient.FindAndModifyResult, error) {
-		return conn.FindAndModify(ctx, ns, a.f)
+		t, err := targeting.ForUpdate(rt, ns, a.f.Filter, a.f.Update, false, a.f.Upsert)
+		if unknownDB(err) {
+			noDB = true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		// MongoDB (before the 7.x two-phase "write without shard key"
+		// protocol) runs findAndModify on exactly one shard: the query
+		// must pin it. An upsert needs equality on the full shard key,
+		// since the document it may insert must belong to that shard
+		// (ForUpdate).
+		if len(t.Shards) != 1 || t.NeedsOneDocSemantics || t.Reason == targeting.ReasonByID {
+			return mongoerr.New(mongoerr.ShardKeyNotFound, "Query for sharded findAndModify must contain the shard key")
+		}
+		if coll, ok := rt.Collection(ns); ok && coll.Sharded && !a.f.Remove {
+			if err := checkFamShardKey(coll.Key, a.f.Filter, a.update); err != nil {
+				return err
+			}
+		}
+		f := a.f
+		f.ShardVersion = shardversion.Proto(t.Versions[t.Shards[0]])
+		r, err = famShard(ctx, b, t.Shards[0], opts, func(conn ShardConn) (*shardclient.FindAndModifyResult, error) {
+			return conn.FindAndModify(ctx, ns, f)
+		})
+		return err
 	})
 	if err != nil {
 		return ErrorReply(err), nil
+	}
+	if noDB {
+		return famReply(a.f.Remove, &shardclient.FindAndModifyResult{})
 	}
 	return famReply(a.f.Remove, r)
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/psdb/psdb/mongos/targeting"
 	"github.com/psdb/psdb/pkg/shardclient"
-	"github.com/psdb/psdb/pkg/shardversion"
 )
 
 func init() {
@@ -46,33 +45,28 @@ func handleInsert(ctx context.Context, s *Server, req *Request) (bson.Raw, error
 	if err != nil {
 		return ErrorReply(err), nil
 	}
-	coll, _ := rt.Collection(ns)
-	shards := make([]string, len(docs))
-	vers := make([]targeting.ShardVersion, len(docs))
+	// target also refuses a document without the full shard key, which
+	// targeting alone would send to the chunk of its missing fields' null.
+	target := func(rt Routing, i int) (targeting.Target, error) {
+		if coll, ok := rt.Collection(ns); ok && coll.Sharded {
+			if err := targeting.RequireShardKey(coll.Key, docs[i]); err != nil {
+				return targeting.Target{}, err
+			}
+		}
+		return insertTarget(rt, ns, docs[i]) // shardversions.go
+	}
+	targets := make([]targeting.Target, len(docs))
 	errs := make([]error, len(docs))
 	for i, d := range docs {
 		docs[i] = withID(d)
-		if coll.Sharded {
-			if errs[i] = targeting.RequireShardKey(coll.Key, docs[i]); errs[i] != nil {
-				continue
-			}
-		}
-		shards[i], vers[i], errs[i] = targeting.ForInsert(rt, ns, docs[i])
+		targets[i], errs[i] = target(rt, i)
 	}
-	o := runBatched(shards, errs, ordered, func(shard string, idx []int, ordered bool) (*shardclient.WriteResult, error) {
-		ver, err := batchVersion(pick(vers, idx)) // shardversions.go
-		if err != nil {
-			return nil, err
-		}
-		retarget := func(rt Routing, idx []int) (sh string, err error) {
-			sh, ver, err = retargetVersioned(idx, func(i int) (targeting.Target, error) { return insertTarget(rt, ns, docs[i]) })
-			return sh, err
-		}
-		return sendWrite(ctx, b, shard, idx, ordered, opts, retarget, func(conn ShardConn, wo shardclient.WriteOptions) (*shardclient.WriteResult, error) {
-			wo.ShardVersion = shardversion.Proto(ver)
+	w := &writeRoute{ctx: ctx, b: b, opts: opts, target: target, // writeretarget.go
+		call: func(conn ShardConn, idx []int, wo shardclient.WriteOptions) (*shardclient.WriteResult, error) {
 			return conn.Insert(ctx, ns, pick(docs, idx), wo)
-		})
-	})
+		},
+	}
+	o := runTargeted(targets, errs, ordered, w.sender(targets))
 	return o.reply(false)
 }
 

@@ -8,7 +8,6 @@ import (
 	"github.com/psdb/psdb/mongos/targeting"
 	"github.com/psdb/psdb/pkg/mongoerr"
 	"github.com/psdb/psdb/pkg/shardclient"
-	"github.com/psdb/psdb/pkg/shardversion"
 )
 
 func init() {
@@ -94,28 +93,23 @@ func handleUpdate(ctx context.Context, s *Server, req *Request) (bson.Raw, error
 	}
 	targets := make([]targeting.Target, len(stmts))
 	errs := make([]error, len(stmts))
-	for i, st := range stmts {
-		targets[i], errs[i] = targeting.ForUpdate(rt, ns, st.Filter, st.Update, st.Multi, st.Upsert)
-		if errs[i] == nil && st.Upsert && targets[i].NeedsOneDocSemantics {
-			errs[i] = mongoerr.New(mongoerr.ShardKeyNotFound,
+	target := func(rt Routing, i int) (targeting.Target, error) {
+		st := stmts[i]
+		t, err := targeting.ForUpdate(rt, ns, st.Filter, st.Update, st.Multi, st.Upsert)
+		if err == nil && st.Upsert && t.NeedsOneDocSemantics {
+			err = mongoerr.New(mongoerr.ShardKeyNotFound,
 				"this router cannot yet run a single-document upsert whose filter lacks the full shard key of %s", ns)
 		}
+		return t, err
 	}
-	o := runTargeted(targets, errs, ordered, func(shard string, idx []int, ordered bool) (*shardclient.WriteResult, error) {
-		ver, err := batchVersion(statementVersions(targets, idx, shard)) // shardversions.go
-		if err != nil {
-			return nil, err
-		}
-		retarget := func(rt Routing, idx []int) (sh string, err error) {
-			sh, ver, err = retargetVersioned(idx, func(i int) (targeting.Target, error) {
-				return targeting.ForUpdate(rt, ns, stmts[i].Filter, stmts[i].Update, stmts[i].Multi, stmts[i].Upsert)
-			})
-			return sh, err
-		}
-		return sendWrite(ctx, b, shard, idx, ordered, opts, retarget, func(conn ShardConn, wo shardclient.WriteOptions) (*shardclient.WriteResult, error) {
-			wo.ShardVersion = shardversion.Proto(ver)
+	for i := range stmts {
+		targets[i], errs[i] = target(rt, i)
+	}
+	w := &writeRoute{ctx: ctx, b: b, opts: opts, target: target, // writeretarget.go
+		call: func(conn ShardConn, idx []int, wo shardclient.WriteOptions) (*shardclient.WriteResult, error) {
 			return conn.Update(ctx, ns, pick(stmts, idx), wo)
-		})
-	})
+		},
+	}
+	o := runTargeted(targets, errs, ordered, w.sender(targets))
 	return o.reply(true)
 }

@@ -141,7 +141,7 @@ const (
 // a failure to retry; when the retries run out the last such answer is
 // returned (rather than a later attempt's transport error: it says more
 // about what happened). StaleConfig is returned to the caller, which
-// re-targets (retryStale, sendWrite).
+// re-targets (retryStale, writeRoute.sendWrite).
 //
 // A Backend that is not a MemberBackend gets one call through Shard.
 func callShard[T any](ctx context.Context, b Backend, shard string, kind opKind, mode string, call func(ShardConn) (T, error), check func(T) error) (T, ShardConn, error) {
@@ -257,46 +257,6 @@ func retryStale(ctx context.Context, b Backend, fn func() error) error {
 		err = fn()
 	}
 	return err
-}
-
-// retargetFunc returns the one shard that now owns every statement of
-// idx (the client's indexes), from fresh routing metadata, or an error
-// when they no longer go to one shard.
-type retargetFunc func(rt Routing, idx []int) (string, error)
-
-// sendWrite sends the statements idx of a write command to shard through
-// callShard with the command's options, and on StaleConfig refreshes the
-// routing table and sends them to the shard retarget names, at most
-// maxStaleRetries times (the shard refuses a stale request before running
-// any statement, so re-sending is safe). A retryable write is retried on
-// a writeConcernError or write error that says the primary stepped down;
-// its statement ids are the client's indexes, so the new primary finds
-// the first execution's records however the batch was split.
-func sendWrite(ctx context.Context, b Backend, shard string, idx []int, ordered bool, o cmdOptions, retarget retargetFunc,
-	call func(conn ShardConn, wo shardclient.WriteOptions) (*shardclient.WriteResult, error)) (*shardclient.WriteResult, error) {
-	wo := o.writeOptions(ordered, idx)
-	var check func(*shardclient.WriteResult) error
-	if o.retryable() {
-		check = failoverInResult
-	}
-	for i := 0; ; i++ {
-		r, _, err := callShard(ctx, b, shard, o.writeKind(), "", func(c ShardConn) (*shardclient.WriteResult, error) { return call(c, wo) }, check)
-		if classify(err) != classStale || i == maxStaleRetries || retarget == nil {
-			return r, err
-		}
-		if rerr := refreshRouting(ctx, b); rerr != nil {
-			return r, err
-		}
-		rt, rerr := b.Routing()
-		if rerr != nil {
-			return r, err
-		}
-		next, rerr := retarget(rt, idx)
-		if rerr != nil {
-			return r, err
-		}
-		shard = next
-	}
 }
 
 // failoverInResult returns the writeConcernError or write error of a
@@ -459,34 +419,6 @@ func (o cmdOptions) readContext(ctx context.Context) context.Context {
 	return withReadOptions(ctx, o.ro)
 }
 
-// retargetInsert is the retargetFunc of an insert's documents.
-func retargetInsert(rt Routing, ns string, docs []bson.Raw, idx []int) (string, error) {
-	return retargetOne(idx, func(i int) (targeting.Target, error) {
-		sh, _, err := targeting.ForInsert(rt, ns, docs[i])
-		return targeting.Target{Shards: []string{sh}}, err
-	})
-}
-
-// retargetOne returns the shard every statement of idx targets alone
-// (target(i) for each), or an error when they do not all go to one shard.
-func retargetOne(idx []int, target func(i int) (targeting.Target, error)) (string, error) {
-	shard := ""
-	for _, i := range idx {
-		t, err := target(i)
-		if err != nil {
-			return "", err
-		}
-		if len(t.Shards) != 1 || (shard != "" && t.Shards[0] != shard) {
-			return "", mongoerr.New(mongoerr.StaleConfig, "statements no longer target one shard after a routing refresh")
-		}
-		shard = t.Shards[0]
-	}
-	if shard == "" {
-		return "", mongoerr.New(mongoerr.StaleConfig, "no statement to retarget")
-	}
-	return shard, nil
-}
-
 // readShard runs a read on the member of shard that the read preference
 // carried by ctx (cmdOptions.readContext) selects, with callShard's
 // retries; it returns the connection that answered, for a cursor's
@@ -529,8 +461,8 @@ func readOptions(ctx context.Context, req *Request) (context.Context, error) {
 
 // famShard runs a findAndModify on the shard's primary with callShard's
 // retries (a retryable one also on a writeConcernError that says the
-// primary changed). StaleConfig is returned: findAndModify targets one
-// shard from the query and the client retries it.
+// primary changed). StaleConfig is returned to the handler, which
+// refreshes, re-targets and sends it again (retryStale).
 func famShard(ctx context.Context, b Backend, shard string, o cmdOptions, call func(ShardConn) (*shardclient.FindAndModifyResult, error)) (*shardclient.FindAndModifyResult, error) {
 	var check func(*shardclient.FindAndModifyResult) error
 	if o.retryable() {

@@ -163,14 +163,3 @@ func TestWaitChange(t *testing.T) {
 		t.Fatal("cancelled: want false")
 	}
 }
-
-// TestRetargetOne checks the StaleConfig re-targeting of a sub-batch.
-func TestRetargetOne(t *testing.T) {
-	docs := []bson.Raw{doc(t, bson.D{{Key: "k", Value: -1}}), doc(t, bson.D{{Key: "k", Value: -2}}), doc(t, bson.D{{Key: "k", Value: 5}})}
-	if sh, err := retargetInsert(fakeRouting{}, "db.c", docs, []int{0, 1}); err != nil || sh != "s0" {
-		t.Errorf("same shard: %q, %v", sh, err)
-	}
-	if _, err := retargetInsert(fakeRouting{}, "db.c", docs, []int{0, 2}); mongoerr.CodeOf(err) != mongoerr.StaleConfig {
-		t.Errorf("two shards: %v", err)
-	}
-}

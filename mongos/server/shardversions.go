@@ -124,26 +124,6 @@ func batchVersion(vs []targeting.ShardVersion) (targeting.ShardVersion, error) {
 	return out, nil
 }
 
-// retargetVersioned is retargetOne (retry.go) that also returns the
-// version to send the statements to their new shard with.
-func retargetVersioned(idx []int, target func(i int) (targeting.Target, error)) (string, targeting.ShardVersion, error) {
-	var seen []targeting.ShardVersion
-	shard, err := retargetOne(idx, func(i int) (targeting.Target, error) {
-		t, err := target(i)
-		if err == nil && len(t.Shards) == 1 {
-			if v, ok := t.Versions[t.Shards[0]]; ok {
-				seen = append(seen, v)
-			}
-		}
-		return t, err
-	})
-	if err != nil {
-		return "", targeting.ShardVersion{}, err
-	}
-	v, err := batchVersion(seen)
-	return shard, v, err
-}
-
 // insertTarget is the Target of one document of an insert (ForInsert).
 func insertTarget(rt Routing, ns string, doc bson.Raw) (targeting.Target, error) {
 	sh, v, err := targeting.ForInsert(rt, ns, doc)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/psdb/psdb/mongos/targeting"
 	"github.com/psdb/psdb/pkg/catalog"
@@ -214,8 +216,8 @@ func TestStaleRouterNeverUsesTheWrongShard(t *testing.T) {
 		t.Fatalf("the frozen table targets k=7 at %q (%v), want s0", sh, err)
 	}
 	db, sb := vc.router(t, frozenW)
-	// One document per insert: a batch whose statements split over two
-	// shards after the refresh is not re-split by the router's retry.
+	// One document per insert here; batches that split over both shards
+	// after the refresh are TestStaleRouterResplitsWrites'.
 	for i, k := range []int{7, -7} {
 		if _, err := db.Collection("r").InsertOne(ctx, bson.D{{Key: "_id", Value: i + 1}, {Key: "k", Value: k}}); err != nil {
 			t.Fatalf("insert k=%d through the stale router: %v", k, err)
@@ -323,4 +325,156 @@ func mustShardVersion(t *testing.T, rt Routing, shard string) catalog.CollVersio
 		t.Fatal(err)
 	}
 	return v
+}
+
+// TestStaleRouterResplitsWrites: routers that missed a migration send
+// batches whose statements, after the refresh, belong to both shards.
+// The router re-targets the refused statements and sends each shard its
+// part, keeping ordered and unordered semantics and the client's
+// statement indexes; findAndModify and the index commands refresh and
+// retry too.
+func TestStaleRouterResplitsWrites(t *testing.T) {
+	vc := startVersionedCluster(t)
+	ctx := testCtx(t)
+	frozen := make([]Routing, 7)
+	for i := range frozen {
+		frozen[i] = vc.freeze(t)
+	}
+	vc.migrate(t) // k >= 0 now lives on s1
+	// A document on s1 that the batches below collide with.
+	fresh, _ := vc.router(t, nil)
+	if _, err := fresh.Collection("r").InsertOne(ctx, bson.D{{Key: "_id", Value: 100}, {Key: "k", Value: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	stale := func(i int) *mongo.Collection {
+		db, sb := vc.router(t, frozen[i])
+		t.Cleanup(func() {
+			if !sb.refreshed.Load() {
+				t.Errorf("stale router %d was never told to refresh", i)
+			}
+		})
+		return db.Collection("r")
+	}
+	at := func(shard string, id int) int64 { return vc.count(t, shard, bson.D{{Key: "_id", Value: id}}) }
+	placed := func(id int, shard string) {
+		t.Helper()
+		other := map[string]string{"s0": "s1", "s1": "s0"}[shard]
+		if at(shard, id) != 1 || at(other, id) != 0 {
+			t.Fatalf("_id %d: %d on %s, %d on %s; want it on %s only", id, at(shard, id), shard, at(other, id), other, shard)
+		}
+	}
+	absent := func(id int) {
+		t.Helper()
+		if at("s0", id) != 0 || at("s1", id) != 0 {
+			t.Fatalf("_id %d was written", id)
+		}
+	}
+	dupAt := func(err error, want ...int) {
+		t.Helper()
+		var bwe mongo.BulkWriteException
+		if !errors.As(err, &bwe) || len(bwe.WriteErrors) != len(want) {
+			t.Fatalf("want write errors at %v, got %v", want, err)
+		}
+		for k, we := range bwe.WriteErrors {
+			if we.Index != want[k] || we.Code != int(mongoerr.DuplicateKey) {
+				t.Fatalf("write error %d: index %d code %d, want index %d code 11000 (%v)", k, we.Index, we.Code, want[k], err)
+			}
+		}
+	}
+
+	// A 2-document InsertMany (a retryable write: the driver sends lsid
+	// and txnNumber) that the stale router sends to s0 whole.
+	if _, err := stale(0).InsertMany(ctx, []any{
+		bson.D{{Key: "_id", Value: 1}, {Key: "k", Value: -1}},
+		bson.D{{Key: "_id", Value: 2}, {Key: "k", Value: 1}},
+	}); err != nil {
+		t.Fatalf("InsertMany through a stale router: %v", err)
+	}
+	placed(1, "s0")
+	placed(2, "s1")
+
+	// Ordered: statement 2 collides on s1; statement 1 ran on s0,
+	// statements 3 and 4 (one per shard) never ran.
+	_, err := stale(1).InsertMany(ctx, []any{
+		bson.D{{Key: "_id", Value: 10}, {Key: "k", Value: -10}},
+		bson.D{{Key: "_id", Value: 11}, {Key: "k", Value: 11}},
+		bson.D{{Key: "_id", Value: 100}, {Key: "k", Value: 3}},
+		bson.D{{Key: "_id", Value: 12}, {Key: "k", Value: -12}},
+		bson.D{{Key: "_id", Value: 13}, {Key: "k", Value: 13}},
+	})
+	dupAt(err, 2)
+	placed(10, "s0")
+	placed(11, "s1")
+	absent(12)
+	absent(13)
+
+	// Unordered: the same shape; everything but the collision runs.
+	_, err = stale(2).InsertMany(ctx, []any{
+		bson.D{{Key: "_id", Value: 20}, {Key: "k", Value: -20}},
+		bson.D{{Key: "_id", Value: 21}, {Key: "k", Value: 21}},
+		bson.D{{Key: "_id", Value: 100}, {Key: "k", Value: 3}},
+		bson.D{{Key: "_id", Value: 22}, {Key: "k", Value: -22}},
+		bson.D{{Key: "_id", Value: 23}, {Key: "k", Value: 23}},
+	}, options.InsertMany().SetOrdered(false))
+	dupAt(err, 2)
+	placed(20, "s0")
+	placed(21, "s1")
+	placed(22, "s0")
+	placed(23, "s1")
+
+	// An ordered update batch over both shards with an upsert: counts
+	// summed, the upsert reported at its client index.
+	set := bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: 1}}}}
+	res, err := stale(3).BulkWrite(ctx, []mongo.WriteModel{
+		mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "k", Value: -1}}).SetUpdate(set),
+		mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "k", Value: 1}}).SetUpdate(set),
+		mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "k", Value: 30}}).SetUpdate(set).SetUpsert(true),
+		mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "k", Value: -10}}).SetUpdate(set),
+	})
+	if err != nil {
+		t.Fatalf("update batch through a stale router: %v", err)
+	}
+	if res.MatchedCount != 3 || res.ModifiedCount != 3 || res.UpsertedCount != 1 || res.UpsertedIDs[2] == nil {
+		t.Fatalf("update batch: %+v", res)
+	}
+	if got := vc.count(t, "s1", bson.D{{Key: "k", Value: 30}, {Key: "x", Value: 1}}); got != 1 {
+		t.Fatalf("upserted k=30 on s1: %d", got)
+	}
+
+	// findAndModify of a document that moved to s1.
+	var got bson.M
+	if err := stale(4).FindOneAndUpdate(ctx, bson.D{{Key: "k", Value: 11}}, bson.D{{Key: "$set", Value: bson.D{{Key: "y", Value: 2}}}},
+		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&got); err != nil {
+		t.Fatalf("findAndModify through a stale router: %v", err)
+	}
+	if got["_id"] != int32(11) || got["y"] != int32(2) {
+		t.Fatalf("findAndModify returned %v", got)
+	}
+
+	// createIndexes reaches s1, which the stale router did not know owns
+	// chunks; dropIndexes removes it from both.
+	if _, err := stale(5).Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "x", Value: 1}}, Options: options.Index().SetName("x_1")}); err != nil {
+		t.Fatalf("createIndexes through a stale router: %v", err)
+	}
+	hasX := func(shard string) bool {
+		specs, err := vc.direct[shard].ListIndexes(ctx, "db.r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range specs {
+			if n, _ := s.Lookup("name").StringValueOK(); n == "x_1" {
+				return true
+			}
+		}
+		return false
+	}
+	if !hasX("s0") || !hasX("s1") {
+		t.Fatalf("index x_1 on s0 %v, on s1 %v; want both", hasX("s0"), hasX("s1"))
+	}
+	if err := stale(6).Indexes().DropOne(ctx, "x_1"); err != nil {
+		t.Fatalf("dropIndexes through a stale router: %v", err)
+	}
+	if hasX("s0") || hasX("s1") {
+		t.Fatalf("index x_1 left on s0 %v, on s1 %v", hasX("s0"), hasX("s1"))
+	}
 }

@@ -68,6 +68,10 @@ func versionSlot(req any) **shardpb.ShardVersion {
 		return &r.ShardVersion
 	case *shardpb.AggregateRequest:
 		return &r.ShardVersion
+	case *shardpb.CreateIndexesRequest:
+		return &r.ShardVersion
+	case *shardpb.DropIndexesRequest:
+		return &r.ShardVersion
 	case *shardpb.ExplainRequest:
 		if r.GetFind() != nil {
 			return &r.Find.ShardVersion
