@@ -34,6 +34,7 @@ func TestRouter(t *testing.T) {
 	rc := newRouterCluster(t)
 	t.Run("CRUD", func(t *testing.T) { testRouterCRUD(t, rc) })
 	t.Run("RegisteredRouters", func(t *testing.T) { testRouterRegistered(t, rc) })
+	t.Run("ReplSetGetStatus", func(t *testing.T) { testRouterReplSetStatus(t, rc) })
 	t.Run("Conformance", func(t *testing.T) { testRouterConformance(t, rc) })
 	t.Run("SortSkipLimit", func(t *testing.T) { testRouterSortSkipLimit(t, rc) })
 	t.Run("ManyBatches", func(t *testing.T) { testRouterManyBatches(t, rc) })
@@ -57,6 +58,53 @@ func testRouterRegistered(t *testing.T, rc *routerCluster) {
 		}
 		if n != int64(len(rc.routers)) {
 			return fmt.Errorf("config.mongos holds %d routers, want %d", n, len(rc.routers))
+		}
+		return nil
+	})
+}
+
+// testRouterReplSetStatus: replSetGetStatus through the router shows each
+// shard with one healthy primary and two healthy secondaries following it.
+func testRouterReplSetStatus(t *testing.T, rc *routerCluster) {
+	harness.Eventually(t, 20*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		var out struct {
+			Shards map[string]struct {
+				Set     string `bson:"set"`
+				Term    int64  `bson:"term"`
+				Members []struct {
+					Name           string  `bson:"name"`
+					Health         float64 `bson:"health"`
+					StateStr       string  `bson:"stateStr"`
+					SyncSourceHost string  `bson:"syncSourceHost"`
+				} `bson:"members"`
+			} `bson:"shards"`
+		}
+		if err := rc.clients[1].Database("admin").RunCommand(ctx, bson.D{{Key: "replSetGetStatus", Value: 1}}).Decode(&out); err != nil {
+			return err
+		}
+		if len(out.Shards) != len(rc.shards) {
+			return fmt.Errorf("%d shards in %+v", len(out.Shards), out)
+		}
+		for name, sh := range out.Shards {
+			primary, secondaries := "", 0
+			for _, m := range sh.Members {
+				switch {
+				case m.Health == 1 && m.StateStr == "PRIMARY":
+					primary = m.Name
+				case m.Health == 1 && m.StateStr == "SECONDARY":
+					secondaries++
+				}
+			}
+			if sh.Set != name || sh.Term < 1 || primary == "" || secondaries != 2 {
+				return fmt.Errorf("shard %s: %+v", name, sh)
+			}
+			for _, m := range sh.Members {
+				if m.StateStr == "SECONDARY" && m.SyncSourceHost != primary {
+					return fmt.Errorf("shard %s: %s syncs from %q, primary is %s", name, m.Name, m.SyncSourceHost, primary)
+				}
+			}
 		}
 		return nil
 	})

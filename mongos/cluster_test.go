@@ -362,6 +362,23 @@ func count(ctx context.Context, t *testing.T, coll *mongo.Collection, filter bso
 	return r.N
 }
 
+// latencies collects per-operation latencies of a benchmark and reports
+// their percentiles as metrics (p50-µs, p99-µs, p999-µs).
+type latencies struct{ d []time.Duration }
+
+func (l *latencies) add(d time.Duration) { l.d = append(l.d, d) }
+
+func (l *latencies) report(b *testing.B) {
+	if len(l.d) == 0 {
+		return
+	}
+	slices.Sort(l.d)
+	at := func(q float64) float64 { return float64(l.d[int(q*float64(len(l.d)-1))].Microseconds()) }
+	b.ReportMetric(at(0.50), "p50-µs")
+	b.ReportMetric(at(0.99), "p99-µs")
+	b.ReportMetric(at(0.999), "p999-µs")
+}
+
 // BenchmarkCluster measures point inserts and finds through the router
 // against the same operations sent straight to the shard's gRPC API (the
 // router's overhead), and a sorted scatter-gather find over 2 shards, on
@@ -402,40 +419,56 @@ func BenchmarkCluster(b *testing.B) {
 
 	next := 0
 	b.Run("router/insertOne", func(b *testing.B) {
+		lat := &latencies{}
 		for b.Loop() {
+			start := time.Now()
 			next++
 			if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: next}, {Key: "v", Value: "x"}}); err != nil {
 				b.Fatal(err)
 			}
+			lat.add(time.Since(start))
 		}
+		lat.report(b)
 	})
 	b.Run("shard/insert", func(b *testing.B) {
+		lat := &latencies{}
 		for b.Loop() {
+			start := time.Now()
 			next++
 			raw, _ := bson.Marshal(bson.D{{Key: "_id", Value: next}, {Key: "v", Value: "x"}})
 			if _, err := sc.Insert(ctx, "bench.c", []bson.Raw{raw}, shardclient.WriteOptions{Ordered: true}); err != nil {
 				b.Fatal(err)
 			}
+			lat.add(time.Since(start))
 		}
+		lat.report(b)
 	})
 	b.Run("router/findOne", func(b *testing.B) {
 		i := 0
+		lat := &latencies{}
 		for b.Loop() {
+			start := time.Now()
 			i = i%next + 1
 			if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: i}}).Err(); err != nil {
 				b.Fatal(err)
 			}
+			lat.add(time.Since(start))
 		}
+		lat.report(b)
 	})
 	b.Run("shard/find", func(b *testing.B) {
 		i := 0
+		lat := &latencies{}
 		for b.Loop() {
+			start := time.Now()
 			i = i%next + 1
 			flt, _ := bson.Marshal(bson.D{{Key: "_id", Value: i}})
 			if _, err := sc.Find(ctx, "bench.c", shardclient.Find{Filter: flt, Limit: 1, SingleBatch: true}); err != nil {
 				b.Fatal(err)
 			}
+			lat.add(time.Since(start))
 		}
+		lat.report(b)
 	})
 
 	// Scatter-gather: 2000 documents of a hashed collection over 2 shards,
