@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"testing"
 	"time"
@@ -14,10 +13,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/psdb/psdb/pkg/catalog"
-	"github.com/psdb/psdb/pkg/catalog/catalogtest"
-	"github.com/psdb/psdb/pkg/logging"
-	shardsrv "github.com/psdb/psdb/shardd/server"
-	"github.com/psdb/psdb/shardd/storage"
 )
 
 // adminCluster is a router over real parts in this process: an embedded
@@ -31,65 +26,24 @@ type adminCluster struct {
 	addrs  []string // their gRPC addresses
 }
 
-// startShardd serves a shardd over a fresh store on 127.0.0.1:0.
-func startShardd(t *testing.T) string {
-	t.Helper()
-	eng, err := storage.Open(t.TempDir(), storage.Options{Logger: logging.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := shardsrv.New(shardsrv.Options{Engine: eng, Logger: logging.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := srv.NewGRPCServer()
-	done := make(chan struct{})
-	go func() { defer close(done); _ = g.Serve(ln) }()
-	srv.SetServing(true)
-	t.Cleanup(func() {
-		g.Stop()
-		<-done
-		srv.Close()
-		if err := eng.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return ln.Addr().String()
-}
-
 func startAdminCluster(t *testing.T, nShards int) *adminCluster {
 	t.Helper()
-	etcd, err := catalogtest.Start(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(etcd.Close)
-	ecli, err := etcd.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ecli.Close() })
-	ac := &adminCluster{cat: catalog.New(ecli)}
+	etcd, cat := startCatalog(t)
+	ac := &adminCluster{cat: cat}
 	var specs []catalog.ShardSpec
 	for i := range nShards {
 		name := fmt.Sprintf("s%d", i)
-		addr := startShardd(t)
+		addr := serveShardd(t)
 		ac.shards, ac.addrs = append(ac.shards, name), append(ac.addrs, addr)
 		specs = append(specs, catalog.ShardSpec{Name: name, Members: []catalog.MemberSpec{{Name: name + "a", Addr: addr}}})
 	}
-	ctx := tctx(t)
+	ctx := testCtx(t)
 	if err := ac.cat.Bootstrap(ctx, "admin-test", specs); err != nil {
 		t.Fatal(err)
 	}
 	log, _ := testLogger()
-	b := NewClusterBackend([]string{etcd.Endpoint}, log)
-	t.Cleanup(func() { b.Close() })
-	_, addr := startServer(t, Options{Logger: log, Backend: b})
-	ac.cli = connectDriver(t, addr)
+	b, cli := startRouter(t, etcd, log)
+	ac.cli = cli
 	ac.admin = ac.cli.Database("admin")
 	waitFor(t, "the router to load the catalog", 20*time.Second, func() bool {
 		_, err := b.Routing()
@@ -98,17 +52,11 @@ func startAdminCluster(t *testing.T, nShards int) *adminCluster {
 	return ac
 }
 
-func tctx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // run runs an admin command and decodes the reply.
 func (ac *adminCluster) run(t *testing.T, cmd bson.D) (bson.M, error) {
 	t.Helper()
 	var out bson.M
-	err := ac.admin.RunCommand(tctx(t), cmd).Decode(&out)
+	err := ac.admin.RunCommand(testCtx(t), cmd).Decode(&out)
 	return out, err
 }
 
@@ -123,7 +71,7 @@ func (ac *adminCluster) mustRun(t *testing.T, cmd bson.D) bson.M {
 
 func (ac *adminCluster) find(t *testing.T, coll string, filter any, opts ...options.Lister[options.FindOptions]) []bson.M {
 	t.Helper()
-	ctx := tctx(t)
+	ctx := testCtx(t)
 	cur, err := ac.cli.Database("config").Collection(coll).Find(ctx, filter, opts...)
 	if err != nil {
 		t.Fatalf("find config.%s: %v", coll, err)
@@ -137,7 +85,7 @@ func (ac *adminCluster) find(t *testing.T, coll string, filter any, opts ...opti
 
 func TestAdminShardCollectionAndConfigDB(t *testing.T) {
 	ac := startAdminCluster(t, 2)
-	ctx := tctx(t)
+	ctx := testCtx(t)
 
 	// enableSharding with a chosen primary; again is a no-op; another
 	// primary for an existing database is refused.
@@ -392,7 +340,7 @@ func TestAdminShardCollectionAndConfigDB(t *testing.T) {
 
 func TestAdminShardLifecycle(t *testing.T) {
 	ac := startAdminCluster(t, 2)
-	ctx := tctx(t)
+	ctx := testCtx(t)
 
 	list := func() []bson.M {
 		t.Helper()
@@ -528,7 +476,7 @@ func asM(v any) bson.M {
 // adminCommandNames are the commands (and aliases) of the admin files.
 var adminCommandNames = []string{"addShard", "addshard", "balancerStart", "balancerStatus", "balancerStop", "enableSharding", "enablesharding",
 	"flushRouterConfig", "flushrouterconfig", "getShardMap", "listShards", "listshards",
-	"removeShard", "removeshard", "shardCollection", "shardcollection"}
+	"removeShard", "removeshard", "replSetGetStatus", "shardCollection", "shardcollection"}
 
 // withAdminCommands adds adminCommandNames to a sorted command list.
 func withAdminCommands(want []string) []string {

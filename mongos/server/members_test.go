@@ -10,7 +10,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 
 	"github.com/psdb/psdb/pkg/catalog"
-	"github.com/psdb/psdb/pkg/catalog/catalogtest"
 	"github.com/psdb/psdb/pkg/mongoerr"
 	"github.com/psdb/psdb/pkg/shardclient"
 )
@@ -102,27 +101,8 @@ func TestValidReadPref(t *testing.T) {
 // lands there.
 func TestClusterBackendFollowsPrimary(t *testing.T) {
 	ctx := testCtx(t)
-	etcd, err := catalogtest.Start(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(etcd.Close)
-	ecli, err := etcd.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ecli.Close() })
-	cat := catalog.New(ecli)
-	addrs := map[string]string{"a": serveShardd(t), "b": serveShardd(t)}
-	direct := map[string]*shardclient.Client{}
-	for name, addr := range addrs {
-		c, err := shardclient.Dial(ctx, addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		direct[name] = c
-	}
+	etcd, cat := startCatalog(t)
+	addrs, direct := serveShards(t, "a", "b")
 	if _, err := cat.AddShard(ctx, "s0", []catalog.Member{{Name: "a", Addr: addrs["a"]}, {Name: "b", Addr: addrs["b"]}}, catalog.ShardActive); err != nil {
 		t.Fatal(err)
 	}
@@ -140,10 +120,8 @@ func TestClusterBackendFollowsPrimary(t *testing.T) {
 	})
 
 	log, logs := testLogger()
-	b := NewClusterBackend([]string{etcd.Endpoint}, log)
-	t.Cleanup(func() { b.Close() })
-	_, addr := startServer(t, Options{Logger: log, Backend: b})
-	coll := connectDriver(t, addr).Database("db").Collection("c")
+	b, cli := startRouter(t, etcd, log)
+	coll := cli.Database("db").Collection("c")
 	waitFor(t, "the router's routing metadata", 20*time.Second, func() bool {
 		rt, err := b.Routing()
 		if err != nil {

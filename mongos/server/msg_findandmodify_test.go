@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"net"
 	"slices"
 	"testing"
 	"time"
@@ -13,12 +12,9 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/psdb/psdb/pkg/catalog"
-	"github.com/psdb/psdb/pkg/catalog/catalogtest"
 	"github.com/psdb/psdb/pkg/logging"
 	"github.com/psdb/psdb/pkg/mongoerr"
 	"github.com/psdb/psdb/pkg/shardclient"
-	shardserver "github.com/psdb/psdb/shardd/server"
-	"github.com/psdb/psdb/shardd/storage"
 )
 
 // The in-memory fakeShard of data_test.go does not serve these commands;
@@ -77,28 +73,13 @@ func startDataCluster(t *testing.T) *dataCluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	etcd, err := catalogtest.Start(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(etcd.Close)
-	ecli, err := etcd.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ecli.Close() })
-	dc := &dataCluster{cat: catalog.New(ecli), direct: map[string]*shardclient.Client{}}
+	etcd, cat := startCatalog(t)
+	addrs, direct := serveShards(t, "s0", "s1")
+	dc := &dataCluster{cat: cat, direct: direct}
 	for _, name := range []string{"s0", "s1"} {
-		addr := serveShardd(t)
-		if _, err := dc.cat.AddShard(ctx, name, []catalog.Member{{Name: name + "-a", Addr: addr}}, catalog.ShardActive); err != nil {
+		if _, err := dc.cat.AddShard(ctx, name, []catalog.Member{{Name: name + "-a", Addr: addrs[name]}}, catalog.ShardActive); err != nil {
 			t.Fatal(err)
 		}
-		c, err := shardclient.Dial(ctx, addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		dc.direct[name] = c
 	}
 	d, err := dc.cat.CreateDatabase(ctx, "db", nil)
 	if err != nil {
@@ -125,8 +106,7 @@ func startDataCluster(t *testing.T) *dataCluster {
 	if _, err := dc.cat.CommitMigration(ctx, "db.r", split[1], dc.primary, dc.other, catalog.CollVersion{Epoch: coll.Epoch, Version: coll.Version}); err != nil {
 		t.Fatal(err)
 	}
-	dc.b = NewClusterBackend([]string{etcd.Endpoint}, logging.Nop())
-	t.Cleanup(func() { dc.b.Close() })
+	dc.b, dc.client = startRouter(t, etcd, logging.Nop())
 	waitFor(t, "the router's routing metadata", 20*time.Second, func() bool {
 		rt, err := dc.b.Routing()
 		if err != nil {
@@ -136,41 +116,8 @@ func startDataCluster(t *testing.T) *dataCluster {
 		r, _ := rt.ShardsFor("db.r")
 		return len(h) == 2 && len(r) == 2
 	})
-	_, addr := startServer(t, Options{Backend: dc.b})
-	dc.client = connectDriver(t, addr)
 	dc.db = dc.client.Database("db")
 	return dc
-}
-
-// serveShardd serves a shardd over a fresh Pebble store on 127.0.0.1 and
-// returns its gRPC address.
-func serveShardd(t *testing.T) string {
-	t.Helper()
-	eng, err := storage.Open(t.TempDir(), storage.Options{Logger: logging.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := shardserver.New(shardserver.Options{Engine: eng, Logger: logging.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := srv.NewGRPCServer()
-	done := make(chan struct{})
-	go func() { defer close(done); _ = g.Serve(ln) }()
-	srv.SetServing(true)
-	t.Cleanup(func() {
-		g.Stop()
-		<-done
-		srv.Close()
-		if err := eng.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return ln.Addr().String()
 }
 
 // shardDocs returns how many documents of ns each shard holds (straight
@@ -186,12 +133,6 @@ func (dc *dataCluster) shardDocs(t *testing.T, ns string, filter bson.D) map[str
 		out[name] = n
 	}
 	return out
-}
-
-func testCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // runCmd runs a command through the driver and returns its raw reply or

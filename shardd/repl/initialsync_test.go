@@ -151,18 +151,7 @@ func idValue(x any) bson.RawValue {
 // batches (and clone chunks) of at most batch entries (0: the default).
 func startSecondary(t testing.TB, e *storage.Engine, batch int) *primary {
 	t.Helper()
-	rs, err := server.NewReplication(server.ReplicationOptions{Engine: e, MaxBatchEntries: batch})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Options{Engine: e, Replication: rs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &primary{eng: e, srv: srv}
-	m.serve(t, "127.0.0.1:0")
-	t.Cleanup(func() { m.stop(); _ = srv.Close() })
-	return m
+	return serveMember(t, server.ReplicationOptions{Engine: e, MaxBatchEntries: batch}, nil)
 }
 
 func initialSync(t *testing.T, member, source string, e *storage.Engine) storage.OpTime {

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"reflect"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"google.golang.org/grpc"
 
 	"github.com/psdb/psdb/pkg/mongoerr"
 	"github.com/psdb/psdb/pkg/rpcerr"
@@ -18,28 +16,23 @@ import (
 	"github.com/psdb/psdb/proto/shardpb"
 	"github.com/psdb/psdb/shardd/repl"
 	"github.com/psdb/psdb/shardd/server"
+	"github.com/psdb/psdb/shardd/server/servertest"
 	"github.com/psdb/psdb/shardd/storage"
 )
 
-// primary is a shardd server over a real store, serving on a real port,
-// with a progress tracker for its replica set.
+// primary is a shardd member (servertest) over a real store, serving on a
+// real port, with a progress tracker for its replica set (nil on a
+// secondary).
 type primary struct {
 	eng  *storage.Engine
 	prog *repl.Progress
-	srv  *server.Server
-	g    *grpc.Server
 	addr string
-	done chan error
+	m    *servertest.Member[*server.Server]
 }
 
 func openEngine(t testing.TB) *storage.Engine {
 	t.Helper()
-	e, err := storage.Open(t.TempDir(), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.Close() })
-	return e
+	return servertest.OpenStore(t, "", storage.Options{})
 }
 
 func startPrimary(t testing.TB, eng *storage.Engine, members []string) *primary {
@@ -48,51 +41,32 @@ func startPrimary(t testing.TB, eng *storage.Engine, members []string) *primary 
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs, err := server.NewReplication(server.ReplicationOptions{Engine: eng, Progress: prog, MaxBatchEntries: 7})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Options{Engine: eng, Replication: rs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &primary{eng: eng, prog: prog, srv: srv}
-	p.serve(t, "127.0.0.1:0")
-	t.Cleanup(func() { p.stop(); _ = srv.Close() })
-	return p
+	return serveMember(t, server.ReplicationOptions{Engine: eng, Progress: prog, MaxBatchEntries: 7}, prog)
 }
 
-// serve starts a gRPC server on addr (the previous address on a restart).
-func (p *primary) serve(t testing.TB, addr string) {
+// serveMember serves ro.Engine with a Replication service of ro on
+// 127.0.0.1:0 until cleanup.
+func serveMember(t testing.TB, ro server.ReplicationOptions, prog *repl.Progress) *primary {
 	t.Helper()
-	var ln net.Listener
-	var err error
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		// Re-binding the port a stopped server just released can fail
-		// briefly; retry until the deadline.
-		if ln, err = net.Listen("tcp", addr); err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	rs, err := server.NewReplication(ro)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.addr = ln.Addr().String()
-	p.g = p.srv.NewGRPCServer()
-	p.done = make(chan error, 1)
-	go func() { p.done <- p.g.Serve(ln) }()
+	m := servertest.Start(t, func(e *storage.Engine) (*server.Server, error) {
+		return server.New(server.Options{Engine: e, Replication: rs})
+	}, servertest.Options{Engine: ro.Engine})
+	return &primary{eng: ro.Engine, prog: prog, addr: m.Addr, m: m}
+}
+
+// serve serves again on addr (the previous address on a restart).
+func (p *primary) serve(t testing.TB, addr string) {
+	t.Helper()
+	p.m.Serve(addr)
+	p.addr = p.m.Addr
 }
 
 // stop cuts every call (streams included) and closes the listener.
-func (p *primary) stop() {
-	if p.g != nil {
-		p.g.Stop()
-		<-p.done
-		p.g = nil
-	}
-}
+func (p *primary) stop() { p.m.StopServing() }
 
 // runPuller starts a puller for member into eng. stop cancels it and
 // returns Run's error; finished is closed when Run has returned.
@@ -301,17 +275,7 @@ func TestPullerChainedAndNotPrimary(t *testing.T) {
 	p := startPrimary(t, pe, []string{"p", "s1", "s2"})
 	runPuller(t, "s1", p.addr, se)
 
-	rs, err := server.NewReplication(server.ReplicationOptions{Engine: se})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Options{Engine: se, Replication: rs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sec := &primary{eng: se, srv: srv}
-	sec.serve(t, "127.0.0.1:0")
-	t.Cleanup(func() { sec.stop(); _ = srv.Close() })
+	sec := startSecondary(t, se, 0)
 
 	sc, err := shardclient.Dial(ctx, sec.addr)
 	if err != nil {

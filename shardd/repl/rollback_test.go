@@ -17,6 +17,7 @@ import (
 
 	"github.com/psdb/psdb/pkg/mongoerr"
 	"github.com/psdb/psdb/shardd/repl"
+	"github.com/psdb/psdb/shardd/server/servertest"
 	"github.com/psdb/psdb/shardd/storage"
 )
 
@@ -24,12 +25,7 @@ const nsB = "db.b"
 
 func openEngineAt(t testing.TB, dir string) *storage.Engine {
 	t.Helper()
-	e, err := storage.Open(dir, storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.Close() })
-	return e
+	return servertest.OpenStore(t, dir, storage.Options{})
 }
 
 func rawID(t testing.TB, x any) bson.RawValue {

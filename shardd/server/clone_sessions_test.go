@@ -7,7 +7,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/psdb/psdb/pkg/logging"
+	"github.com/psdb/psdb/shardd/server/servertest"
 	"github.com/psdb/psdb/shardd/storage"
 )
 
@@ -16,11 +16,7 @@ import (
 // before the done chunk, and carry exactly the snapshot's records.
 func TestCloneSnapshotSessions(t *testing.T) {
 	ctx := ctxT(t)
-	eng, err := storage.Open(t.TempDir(), storage.Options{Logger: logging.Nop(), NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = eng.Close() })
+	eng := servertest.OpenStore(t, "", storage.Options{NoSync: true})
 	if _, err := eng.Insert(ctx, "db.a", []bson.Raw{raw(t, bson.D{{Key: "_id", Value: 1}})}, storage.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}

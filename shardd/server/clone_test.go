@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"testing"
 
@@ -14,8 +13,8 @@ import (
 	"github.com/psdb/psdb/pkg/logging"
 	"github.com/psdb/psdb/pkg/mongoerr"
 	"github.com/psdb/psdb/pkg/rpcerr"
-	"github.com/psdb/psdb/pkg/shardclient"
 	"github.com/psdb/psdb/proto/shardpb"
+	"github.com/psdb/psdb/shardd/server/servertest"
 	"github.com/psdb/psdb/shardd/storage"
 )
 
@@ -26,29 +25,11 @@ func serveClone(t *testing.T, eng *storage.Engine, entries, bytes int) (shardpb.
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Options{Engine: eng, Replication: rs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := srv.NewGRPCServer()
-	done := make(chan struct{})
-	go func() { defer close(done); _ = g.Serve(ln) }()
-	cli, err := shardclient.Dial(context.Background(), ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cli.Close()
-		rs.Stop()
-		g.Stop()
-		<-done
-		srv.Close()
-	})
-	return shardpb.NewReplicationClient(cli.Conn()), rs
+	m := servertest.Start(t, func(e *storage.Engine) (*Server, error) {
+		return New(Options{Engine: e, Replication: rs})
+	}, servertest.Options{Engine: eng})
+	t.Cleanup(rs.Stop) // before the member stops
+	return shardpb.NewReplicationClient(m.Client.Conn()), rs
 }
 
 func cloneAll(ctx context.Context, c shardpb.ReplicationClient) ([]*shardpb.CloneChunk, error) {
@@ -71,11 +52,7 @@ func cloneAll(ctx context.Context, c shardpb.ReplicationClient) ([]*shardpb.Clon
 
 func TestCloneSnapshotChunks(t *testing.T) {
 	ctx := ctxT(t)
-	eng, err := storage.Open(t.TempDir(), storage.Options{Logger: logging.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = eng.Close() })
+	eng := openStore(t)
 	pad := strings.Repeat("p", 60)
 	var docs []bson.Raw
 	for i := range 10 {

@@ -5,17 +5,15 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"strings"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/psdb/psdb/pkg/logging"
 	"github.com/psdb/psdb/pkg/mongoerr"
 	"github.com/psdb/psdb/pkg/rpcerr"
-	"github.com/psdb/psdb/pkg/shardclient"
 	"github.com/psdb/psdb/proto/shardpb"
+	"github.com/psdb/psdb/shardd/server/servertest"
 	"github.com/psdb/psdb/shardd/storage"
 )
 
@@ -23,43 +21,14 @@ import (
 // maxBytes) on a real port and returns its client.
 func startReplication(t *testing.T, eng *storage.Engine, maxBytes int) shardpb.ReplicationClient {
 	t.Helper()
-	rs, err := NewReplication(ReplicationOptions{Engine: eng, MaxBatchBytes: maxBytes, Logger: logging.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(Options{Engine: eng, Replication: rs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := srv.NewGRPCServer()
-	done := make(chan struct{})
-	go func() { defer close(done); _ = g.Serve(ln) }()
-	cli, err := shardclient.Dial(context.Background(), ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cli.Close()
-		rs.Stop()
-		g.Stop()
-		<-done
-		srv.Close()
-	})
-	return shardpb.NewReplicationClient(cli.Conn())
+	c, _ := serveClone(t, eng, 0, maxBytes)
+	return c
 }
 
+// openStore opens a store in a temporary directory, closed at cleanup.
 func openStore(t *testing.T) *storage.Engine {
 	t.Helper()
-	e, err := storage.Open(t.TempDir(), storage.Options{Logger: logging.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.Close() })
-	return e
+	return servertest.OpenStore(t, "", storage.Options{})
 }
 
 func putDocs(t *testing.T, e *storage.Engine, docs ...bson.D) {

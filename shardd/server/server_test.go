@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -12,11 +11,11 @@ import (
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/psdb/psdb/pkg/logging"
 	"github.com/psdb/psdb/pkg/mongoerr"
 	"github.com/psdb/psdb/pkg/rpcerr"
 	"github.com/psdb/psdb/pkg/shardclient"
 	"github.com/psdb/psdb/proto/shardpb"
+	"github.com/psdb/psdb/shardd/server/servertest"
 	"github.com/psdb/psdb/shardd/storage"
 )
 
@@ -36,37 +35,11 @@ func startB(b *testing.B) *fixture { return startTB(b, Options{}) }
 
 func startTB(t testing.TB, opts Options) *fixture {
 	t.Helper()
-	eng, err := storage.Open(t.TempDir(), storage.Options{Logger: logging.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Engine = eng
-	srv, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := srv.NewGRPCServer()
-	done := make(chan struct{})
-	go func() { defer close(done); _ = g.Serve(ln) }()
-	srv.SetServing(true)
-	cli, err := shardclient.Dial(context.Background(), ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cli.Close()
-		g.Stop()
-		<-done
-		srv.Close()
-		if err := eng.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return &fixture{srv: srv, cli: cli, eng: eng}
+	m := servertest.Start(t, func(e *storage.Engine) (*Server, error) {
+		opts.Engine = e
+		return New(opts)
+	}, servertest.Options{})
+	return &fixture{srv: m.Server, cli: m.Client, eng: m.Engine}
 }
 
 func ctxT(t *testing.T) context.Context {

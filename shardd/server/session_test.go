@@ -2,19 +2,16 @@ package server
 
 import (
 	"context"
-	"net"
 	"sync"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/psdb/psdb/pkg/logging"
 	"github.com/psdb/psdb/pkg/mongoerr"
 	"github.com/psdb/psdb/pkg/rpcerr"
 	"github.com/psdb/psdb/proto/shardpb"
+	"github.com/psdb/psdb/shardd/server/servertest"
 	"github.com/psdb/psdb/shardd/storage"
 )
 
@@ -27,41 +24,10 @@ type node struct {
 
 func startNode(t *testing.T, dir string) *node {
 	t.Helper()
-	eng, err := storage.Open(dir, storage.Options{NoSync: true, Logger: logging.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(Options{Engine: eng})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := srv.NewGRPCServer()
-	done := make(chan struct{})
-	go func() { defer close(done); _ = g.Serve(ln) }()
-	srv.SetServing(true)
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	n := &node{eng: eng, cli: shardpb.NewShardClient(conn)}
-	n.stop = func() {
-		once.Do(func() {
-			_ = conn.Close()
-			g.Stop()
-			<-done
-			_ = srv.Close()
-			if err := eng.Close(); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	t.Cleanup(n.stop)
-	return n
+	m := servertest.Start(t, func(e *storage.Engine) (*Server, error) {
+		return New(Options{Engine: e})
+	}, servertest.Options{Dir: dir, Store: storage.Options{NoSync: true}})
+	return &node{eng: m.Engine, cli: shardpb.NewShardClient(m.Client.Conn()), stop: m.Stop}
 }
 
 func (n *node) entries(t *testing.T) int {

@@ -3,7 +3,6 @@ package versions
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -23,6 +22,7 @@ import (
 	"github.com/psdb/psdb/pkg/shardversion"
 	"github.com/psdb/psdb/proto/shardpb"
 	"github.com/psdb/psdb/shardd/server"
+	"github.com/psdb/psdb/shardd/server/servertest"
 	"github.com/psdb/psdb/shardd/storage"
 )
 
@@ -99,37 +99,11 @@ func newCluster(t *testing.T) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := storage.Open(t.TempDir(), storage.Options{Logger: logging.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Options{Engine: eng, Logger: logging.Nop(), Versions: chk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := srv.NewGRPCServer()
-	done := make(chan struct{})
-	go func() { defer close(done); _ = g.Serve(ln) }()
-	srv.SetServing(true)
-	cli, err := shardclient.Dial(context.Background(), ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cli.Close()
-		g.Stop()
-		<-done
-		srv.Close()
-		chk.Close()
-		if err := eng.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return &cluster{cat: cat, chk: chk, cli: cli, pc: shardpb.NewShardClient(cli.Conn())}
+	t.Cleanup(chk.Close) // after the shardd stopped
+	m := servertest.Start(t, func(e *storage.Engine) (*server.Server, error) {
+		return server.New(server.Options{Engine: e, Logger: logging.Nop(), Versions: chk})
+	}, servertest.Options{})
+	return &cluster{cat: cat, chk: chk, cli: m.Client, pc: shardpb.NewShardClient(m.Client.Conn())}
 }
 
 // shardVersion is the catalog's current version of shard for ns.
