@@ -124,18 +124,24 @@ func TestReplSetElectsAndReplicates(t *testing.T) {
 			t.Fatalf("status of %s: %v %v", n, st, err)
 		}
 	}
-	st, err := rs.status(ctx, primary)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(st.GetMembers()) != 3 || st.GetLeaseExpiryUnixMs() == 0 || st.GetTerm() == 0 {
-		t.Fatalf("primary status: %v", st)
-	}
-	for _, m := range st.GetMembers() {
-		if !m.GetHealthy() {
-			t.Fatalf("member %s not healthy in %v", m.GetName(), st)
+	// Every member reports its progress to the primary (a secondary that
+	// started pulling before the election finished reports after a short
+	// backoff).
+	harness.Eventually(t, 10*time.Second, func() error {
+		st, err := rs.status(ctx, primary)
+		if err != nil {
+			return err
 		}
-	}
+		if len(st.GetMembers()) != 3 || st.GetLeaseExpiryUnixMs() == 0 || st.GetTerm() == 0 {
+			return fmt.Errorf("primary status: %v", st)
+		}
+		for _, m := range st.GetMembers() {
+			if !m.GetHealthy() {
+				return fmt.Errorf("member %s not healthy in %v", m.GetName(), st)
+			}
+		}
+		return nil
+	})
 }
 
 // failoverRun is one SIGKILL of the primary under load.
