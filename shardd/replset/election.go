@@ -67,9 +67,6 @@ func (b *ballot) decide() error {
 // the caller makes the member primary.
 func (m *Member) runElection(ctx context.Context, f *follower) (*catalog.PrimaryLease, error) {
 	start := time.Now()
-	m.mu.Lock()
-	m.lastElection = start
-	m.mu.Unlock()
 	// Term and lease at one revision: with no primary there, any primary
 	// that appears later has a term newer than last, so the promise below
 	// can never make this member refuse a legitimate primary's entries.

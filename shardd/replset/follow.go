@@ -3,7 +3,6 @@ package replset
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/psdb/psdb/shardd/repl"
@@ -12,14 +11,13 @@ import (
 // follower owns the goroutine that keeps a secondary in step with its
 // sync source: a repl.Puller, and the recovery steps when the puller
 // cannot go on (rollback after a divergence, initial sync when the
-// source's oplog no longer reaches back far enough). It is driven only by
-// the run loop.
+// source's oplog no longer reaches back far enough). Its methods are
+// called only from the member's run loop, so its fields need no lock.
 type follower struct {
 	m      *Member
 	source string
 	cancel context.CancelFunc
 	done   chan struct{}
-	mu     sync.Mutex // guards nothing but stop's idempotence with follow
 }
 
 func newFollower(m *Member) *follower { return &follower{m: m} }
@@ -27,18 +25,13 @@ func newFollower(m *Member) *follower { return &follower{m: m} }
 // follow makes p the sync source, restarting the puller if it was
 // another member. Calling it again with the same source changes nothing.
 func (f *follower) follow(ctx context.Context, p Peer) {
-	f.mu.Lock()
-	same := f.source == p.Name && f.done != nil
-	f.mu.Unlock()
-	if same {
+	if f.source == p.Name && f.done != nil {
 		return
 	}
 	f.stop()
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	f.mu.Lock()
 	f.source, f.cancel, f.done = p.Name, cancel, done
-	f.mu.Unlock()
 	f.m.mu.Lock()
 	f.m.syncSource = p.Name
 	f.m.mu.Unlock()
@@ -50,10 +43,8 @@ func (f *follower) follow(ctx context.Context, p Peer) {
 
 // stop ends the follower's goroutine and waits for it.
 func (f *follower) stop() {
-	f.mu.Lock()
 	cancel, done := f.cancel, f.done
 	f.source, f.cancel, f.done = "", nil, nil
-	f.mu.Unlock()
 	if cancel == nil {
 		return
 	}

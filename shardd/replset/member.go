@@ -121,8 +121,7 @@ type Member struct {
 	stepDownUntil time.Time             // no candidacy before this
 	syncSource    string                // member pulled from
 	puller        *repl.Puller          // the current follower's puller
-	lastElection  time.Time
-	resync        bool // the follower must clone its source first
+	resync        bool                  // the follower must clone its source first
 }
 
 type peerConn struct {
