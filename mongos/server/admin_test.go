@@ -476,7 +476,7 @@ func asM(v any) bson.M {
 // adminCommandNames are the commands (and aliases) of the admin files.
 var adminCommandNames = []string{"addShard", "addshard", "balancerStart", "balancerStatus", "balancerStop", "enableSharding", "enablesharding",
 	"flushRouterConfig", "flushrouterconfig", "getShardMap", "listShards", "listshards",
-	"removeShard", "removeshard", "replSetGetStatus", "shardCollection", "shardcollection"}
+	"removeShard", "removeshard", "replSetGetStatus", "shardCollection", "shardcollection", "split"}
 
 // withAdminCommands adds adminCommandNames to a sorted command list.
 func withAdminCommands(want []string) []string {

@@ -4190,6 +4190,981 @@ func (x *CloneChunk) GetSessions() []*RefetchedSession {
 	return nil
 }
 
+type SplitVectorRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ns    string                 `protobuf:"bytes,1,opt,name=ns,proto3" json:"ns,omitempty"`
+	// key_pattern is the shard key as a BSON document ({a: 1} or
+	// {k: "hashed"}); min and max are the chunk's bounds [min, max) as
+	// BSON documents with the key's fields (hashed fields as NumberLong).
+	KeyPattern []byte `protobuf:"bytes,2,opt,name=key_pattern,json=keyPattern,proto3" json:"key_pattern,omitempty"`
+	Min        []byte `protobuf:"bytes,3,opt,name=min,proto3" json:"min,omitempty"`
+	Max        []byte `protobuf:"bytes,4,opt,name=max,proto3" json:"max,omitempty"`
+	// max_chunk_size_bytes > 0: split points cutting a chunk larger than
+	// this into pieces of about half of it; 0 with force unset only measures.
+	MaxChunkSizeBytes int64 `protobuf:"varint,5,opt,name=max_chunk_size_bytes,json=maxChunkSizeBytes,proto3" json:"max_chunk_size_bytes,omitempty"`
+	// force: one split point at the median (or the hash midpoint).
+	Force bool `protobuf:"varint,6,opt,name=force,proto3" json:"force,omitempty"`
+	// max_split_points caps the number of points (0: the server's default).
+	MaxSplitPoints int32 `protobuf:"varint,7,opt,name=max_split_points,json=maxSplitPoints,proto3" json:"max_split_points,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SplitVectorRequest) Reset() {
+	*x = SplitVectorRequest{}
+	mi := &file_shard_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitVectorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitVectorRequest) ProtoMessage() {}
+
+func (x *SplitVectorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitVectorRequest.ProtoReflect.Descriptor instead.
+func (*SplitVectorRequest) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *SplitVectorRequest) GetNs() string {
+	if x != nil {
+		return x.Ns
+	}
+	return ""
+}
+
+func (x *SplitVectorRequest) GetKeyPattern() []byte {
+	if x != nil {
+		return x.KeyPattern
+	}
+	return nil
+}
+
+func (x *SplitVectorRequest) GetMin() []byte {
+	if x != nil {
+		return x.Min
+	}
+	return nil
+}
+
+func (x *SplitVectorRequest) GetMax() []byte {
+	if x != nil {
+		return x.Max
+	}
+	return nil
+}
+
+func (x *SplitVectorRequest) GetMaxChunkSizeBytes() int64 {
+	if x != nil {
+		return x.MaxChunkSizeBytes
+	}
+	return 0
+}
+
+func (x *SplitVectorRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *SplitVectorRequest) GetMaxSplitPoints() int32 {
+	if x != nil {
+		return x.MaxSplitPoints
+	}
+	return 0
+}
+
+type SplitVectorReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// split_keys are BSON bound documents, increasing, strictly inside
+	// (min, max).
+	SplitKeys [][]byte `protobuf:"bytes,1,rep,name=split_keys,json=splitKeys,proto3" json:"split_keys,omitempty"`
+	DataSize  int64    `protobuf:"varint,2,opt,name=data_size,json=dataSize,proto3" json:"data_size,omitempty"`
+	NumDocs   int64    `protobuf:"varint,3,opt,name=num_docs,json=numDocs,proto3" json:"num_docs,omitempty"`
+	// jumbo: the chunk is larger than asked (or force was set) but cannot be
+	// split because all of its documents share one shard-key value.
+	Jumbo bool `protobuf:"varint,4,opt,name=jumbo,proto3" json:"jumbo,omitempty"`
+	// index_used names the index that was scanned, empty for a collection scan.
+	IndexUsed     string `protobuf:"bytes,5,opt,name=index_used,json=indexUsed,proto3" json:"index_used,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitVectorReply) Reset() {
+	*x = SplitVectorReply{}
+	mi := &file_shard_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitVectorReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitVectorReply) ProtoMessage() {}
+
+func (x *SplitVectorReply) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitVectorReply.ProtoReflect.Descriptor instead.
+func (*SplitVectorReply) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *SplitVectorReply) GetSplitKeys() [][]byte {
+	if x != nil {
+		return x.SplitKeys
+	}
+	return nil
+}
+
+func (x *SplitVectorReply) GetDataSize() int64 {
+	if x != nil {
+		return x.DataSize
+	}
+	return 0
+}
+
+func (x *SplitVectorReply) GetNumDocs() int64 {
+	if x != nil {
+		return x.NumDocs
+	}
+	return 0
+}
+
+func (x *SplitVectorReply) GetJumbo() bool {
+	if x != nil {
+		return x.Jumbo
+	}
+	return false
+}
+
+func (x *SplitVectorReply) GetIndexUsed() string {
+	if x != nil {
+		return x.IndexUsed
+	}
+	return ""
+}
+
+// MigrationRange names a chunk: ns, its shard key pattern ({a: 1} or
+// {k: "hashed"}, BSON) and its bounds [min, max) as BSON bound documents
+// with the key's fields (hashed fields as NumberLong, MinKey/MaxKey allowed).
+type MigrationRange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ns            string                 `protobuf:"bytes,1,opt,name=ns,proto3" json:"ns,omitempty"`
+	KeyPattern    []byte                 `protobuf:"bytes,2,opt,name=key_pattern,json=keyPattern,proto3" json:"key_pattern,omitempty"`
+	Min           []byte                 `protobuf:"bytes,3,opt,name=min,proto3" json:"min,omitempty"`
+	Max           []byte                 `protobuf:"bytes,4,opt,name=max,proto3" json:"max,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MigrationRange) Reset() {
+	*x = MigrationRange{}
+	mi := &file_shard_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MigrationRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MigrationRange) ProtoMessage() {}
+
+func (x *MigrationRange) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MigrationRange.ProtoReflect.Descriptor instead.
+func (*MigrationRange) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *MigrationRange) GetNs() string {
+	if x != nil {
+		return x.Ns
+	}
+	return ""
+}
+
+func (x *MigrationRange) GetKeyPattern() []byte {
+	if x != nil {
+		return x.KeyPattern
+	}
+	return nil
+}
+
+func (x *MigrationRange) GetMin() []byte {
+	if x != nil {
+		return x.Min
+	}
+	return nil
+}
+
+func (x *MigrationRange) GetMax() []byte {
+	if x != nil {
+		return x.Max
+	}
+	return nil
+}
+
+type StartMigrationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Range         *MigrationRange        `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartMigrationRequest) Reset() {
+	*x = StartMigrationRequest{}
+	mi := &file_shard_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartMigrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartMigrationRequest) ProtoMessage() {}
+
+func (x *StartMigrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartMigrationRequest.ProtoReflect.Descriptor instead.
+func (*StartMigrationRequest) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *StartMigrationRequest) GetRange() *MigrationRange {
+	if x != nil {
+		return x.Range
+	}
+	return nil
+}
+
+type StartMigrationReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// session_id names the donor's session in the other calls.
+	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// snapshot_op_time: the optime of the clone's snapshot; mods are the
+	// entries after it.
+	SnapshotOpTime *OpTime `protobuf:"bytes,2,opt,name=snapshot_op_time,json=snapshotOpTime,proto3" json:"snapshot_op_time,omitempty"`
+	// index_specs of ns on the donor (EncodeIndexSpec form, _id_ included).
+	IndexSpecs    [][]byte `protobuf:"bytes,3,rep,name=index_specs,json=indexSpecs,proto3" json:"index_specs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartMigrationReply) Reset() {
+	*x = StartMigrationReply{}
+	mi := &file_shard_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartMigrationReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartMigrationReply) ProtoMessage() {}
+
+func (x *StartMigrationReply) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartMigrationReply.ProtoReflect.Descriptor instead.
+func (*StartMigrationReply) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *StartMigrationReply) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *StartMigrationReply) GetSnapshotOpTime() *OpTime {
+	if x != nil {
+		return x.SnapshotOpTime
+	}
+	return nil
+}
+
+func (x *StartMigrationReply) GetIndexSpecs() [][]byte {
+	if x != nil {
+		return x.IndexSpecs
+	}
+	return nil
+}
+
+type CloneRangeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloneRangeRequest) Reset() {
+	*x = CloneRangeRequest{}
+	mi := &file_shard_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloneRangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloneRangeRequest) ProtoMessage() {}
+
+func (x *CloneRangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloneRangeRequest.ProtoReflect.Descriptor instead.
+func (*CloneRangeRequest) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *CloneRangeRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+// CloneRangeChunk: documents of the range from the snapshot; the last
+// chunk has done and the totals.
+type CloneRangeChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Documents     [][]byte               `protobuf:"bytes,1,rep,name=documents,proto3" json:"documents,omitempty"`
+	Done          bool                   `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
+	Docs          int64                  `protobuf:"varint,3,opt,name=docs,proto3" json:"docs,omitempty"`
+	Bytes         int64                  `protobuf:"varint,4,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloneRangeChunk) Reset() {
+	*x = CloneRangeChunk{}
+	mi := &file_shard_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloneRangeChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloneRangeChunk) ProtoMessage() {}
+
+func (x *CloneRangeChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloneRangeChunk.ProtoReflect.Descriptor instead.
+func (*CloneRangeChunk) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *CloneRangeChunk) GetDocuments() [][]byte {
+	if x != nil {
+		return x.Documents
+	}
+	return nil
+}
+
+func (x *CloneRangeChunk) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *CloneRangeChunk) GetDocs() int64 {
+	if x != nil {
+		return x.Docs
+	}
+	return 0
+}
+
+func (x *CloneRangeChunk) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+type TransferModsRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// max_entries bounds the donor oplog entries read by this call
+	// (0: the server's default).
+	MaxEntries    int32 `protobuf:"varint,2,opt,name=max_entries,json=maxEntries,proto3" json:"max_entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferModsRequest) Reset() {
+	*x = TransferModsRequest{}
+	mi := &file_shard_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferModsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferModsRequest) ProtoMessage() {}
+
+func (x *TransferModsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferModsRequest.ProtoReflect.Descriptor instead.
+func (*TransferModsRequest) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *TransferModsRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *TransferModsRequest) GetMaxEntries() int32 {
+	if x != nil {
+		return x.MaxEntries
+	}
+	return 0
+}
+
+// MigrationMod is one change to apply on the recipient: put (insert or
+// replace the whole document) or delete_id ({v: _id}).
+type MigrationMod struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Put           []byte                 `protobuf:"bytes,1,opt,name=put,proto3" json:"put,omitempty"`
+	DeleteId      []byte                 `protobuf:"bytes,2,opt,name=delete_id,json=deleteId,proto3" json:"delete_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MigrationMod) Reset() {
+	*x = MigrationMod{}
+	mi := &file_shard_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MigrationMod) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MigrationMod) ProtoMessage() {}
+
+func (x *MigrationMod) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MigrationMod.ProtoReflect.Descriptor instead.
+func (*MigrationMod) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *MigrationMod) GetPut() []byte {
+	if x != nil {
+		return x.Put
+	}
+	return nil
+}
+
+func (x *MigrationMod) GetDeleteId() []byte {
+	if x != nil {
+		return x.DeleteId
+	}
+	return nil
+}
+
+type TransferModsReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Mods  []*MigrationMod        `protobuf:"bytes,1,rep,name=mods,proto3" json:"mods,omitempty"`
+	// read_through: the donor optime the mods cover.
+	ReadThrough *OpTime `protobuf:"bytes,2,opt,name=read_through,json=readThrough,proto3" json:"read_through,omitempty"`
+	// remaining: donor oplog entries after read_through (all namespaces).
+	Remaining     int64 `protobuf:"varint,3,opt,name=remaining,proto3" json:"remaining,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferModsReply) Reset() {
+	*x = TransferModsReply{}
+	mi := &file_shard_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferModsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferModsReply) ProtoMessage() {}
+
+func (x *TransferModsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferModsReply.ProtoReflect.Descriptor instead.
+func (*TransferModsReply) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *TransferModsReply) GetMods() []*MigrationMod {
+	if x != nil {
+		return x.Mods
+	}
+	return nil
+}
+
+func (x *TransferModsReply) GetReadThrough() *OpTime {
+	if x != nil {
+		return x.ReadThrough
+	}
+	return nil
+}
+
+func (x *TransferModsReply) GetRemaining() int64 {
+	if x != nil {
+		return x.Remaining
+	}
+	return 0
+}
+
+type CriticalSectionRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// timeout_ms: the critical section ends by itself (as aborted) after
+	// this long (0: the server's default).
+	TimeoutMs     int64 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CriticalSectionRequest) Reset() {
+	*x = CriticalSectionRequest{}
+	mi := &file_shard_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CriticalSectionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CriticalSectionRequest) ProtoMessage() {}
+
+func (x *CriticalSectionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CriticalSectionRequest.ProtoReflect.Descriptor instead.
+func (*CriticalSectionRequest) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *CriticalSectionRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *CriticalSectionRequest) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+type CriticalSectionReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CriticalSectionReply) Reset() {
+	*x = CriticalSectionReply{}
+	mi := &file_shard_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CriticalSectionReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CriticalSectionReply) ProtoMessage() {}
+
+func (x *CriticalSectionReply) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CriticalSectionReply.ProtoReflect.Descriptor instead.
+func (*CriticalSectionReply) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{74}
+}
+
+type LeaveCriticalSectionRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// committed: the migration was committed in the catalog.
+	Committed bool `protobuf:"varint,2,opt,name=committed,proto3" json:"committed,omitempty"`
+	// commit_revision > 0: the donor waits until its routing view reflects
+	// this etcd revision before releasing the blocked writes.
+	CommitRevision int64 `protobuf:"varint,3,opt,name=commit_revision,json=commitRevision,proto3" json:"commit_revision,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *LeaveCriticalSectionRequest) Reset() {
+	*x = LeaveCriticalSectionRequest{}
+	mi := &file_shard_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveCriticalSectionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveCriticalSectionRequest) ProtoMessage() {}
+
+func (x *LeaveCriticalSectionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveCriticalSectionRequest.ProtoReflect.Descriptor instead.
+func (*LeaveCriticalSectionRequest) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *LeaveCriticalSectionRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *LeaveCriticalSectionRequest) GetCommitted() bool {
+	if x != nil {
+		return x.Committed
+	}
+	return false
+}
+
+func (x *LeaveCriticalSectionRequest) GetCommitRevision() int64 {
+	if x != nil {
+		return x.CommitRevision
+	}
+	return 0
+}
+
+type EndMigrationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndMigrationRequest) Reset() {
+	*x = EndMigrationRequest{}
+	mi := &file_shard_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndMigrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndMigrationRequest) ProtoMessage() {}
+
+func (x *EndMigrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndMigrationRequest.ProtoReflect.Descriptor instead.
+func (*EndMigrationRequest) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *EndMigrationRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+type EndMigrationReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndMigrationReply) Reset() {
+	*x = EndMigrationReply{}
+	mi := &file_shard_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndMigrationReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndMigrationReply) ProtoMessage() {}
+
+func (x *EndMigrationReply) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndMigrationReply.ProtoReflect.Descriptor instead.
+func (*EndMigrationReply) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{77}
+}
+
+type DeleteRangeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// range: the range to delete; absent only resumes the pending tasks.
+	Range *MigrationRange `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	// wait: answer when the range is deleted (else once it is scheduled).
+	Wait          bool `protobuf:"varint,2,opt,name=wait,proto3" json:"wait,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRangeRequest) Reset() {
+	*x = DeleteRangeRequest{}
+	mi := &file_shard_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRangeRequest) ProtoMessage() {}
+
+func (x *DeleteRangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRangeRequest.ProtoReflect.Descriptor instead.
+func (*DeleteRangeRequest) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *DeleteRangeRequest) GetRange() *MigrationRange {
+	if x != nil {
+		return x.Range
+	}
+	return nil
+}
+
+func (x *DeleteRangeRequest) GetWait() bool {
+	if x != nil {
+		return x.Wait
+	}
+	return false
+}
+
+type DeleteRangeReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// deleted: documents deleted by this task (when waited for).
+	Deleted       int64 `protobuf:"varint,1,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRangeReply) Reset() {
+	*x = DeleteRangeReply{}
+	mi := &file_shard_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRangeReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRangeReply) ProtoMessage() {}
+
+func (x *DeleteRangeReply) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRangeReply.ProtoReflect.Descriptor instead.
+func (*DeleteRangeReply) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *DeleteRangeReply) GetDeleted() int64 {
+	if x != nil {
+		return x.Deleted
+	}
+	return 0
+}
+
 var File_shard_proto protoreflect.FileDescriptor
 
 const file_shard_proto_rawDesc = "" +
@@ -4520,7 +5495,78 @@ const file_shard_proto_rawDesc = "" +
 	"\tdocuments\x18\x03 \x03(\fR\tdocuments\x12\x12\n" +
 	"\x04done\x18\x04 \x01(\bR\x04done\x12?\n" +
 	"\x10snapshot_op_time\x18\x05 \x01(\v2\x15.psdb.shard.v1.OpTimeR\x0esnapshotOpTime\x12;\n" +
-	"\bsessions\x18\x06 \x03(\v2\x1f.psdb.shard.v1.RefetchedSessionR\bsessions2\xd1\v\n" +
+	"\bsessions\x18\x06 \x03(\v2\x1f.psdb.shard.v1.RefetchedSessionR\bsessions\"\xda\x01\n" +
+	"\x12SplitVectorRequest\x12\x0e\n" +
+	"\x02ns\x18\x01 \x01(\tR\x02ns\x12\x1f\n" +
+	"\vkey_pattern\x18\x02 \x01(\fR\n" +
+	"keyPattern\x12\x10\n" +
+	"\x03min\x18\x03 \x01(\fR\x03min\x12\x10\n" +
+	"\x03max\x18\x04 \x01(\fR\x03max\x12/\n" +
+	"\x14max_chunk_size_bytes\x18\x05 \x01(\x03R\x11maxChunkSizeBytes\x12\x14\n" +
+	"\x05force\x18\x06 \x01(\bR\x05force\x12(\n" +
+	"\x10max_split_points\x18\a \x01(\x05R\x0emaxSplitPoints\"\x9e\x01\n" +
+	"\x10SplitVectorReply\x12\x1d\n" +
+	"\n" +
+	"split_keys\x18\x01 \x03(\fR\tsplitKeys\x12\x1b\n" +
+	"\tdata_size\x18\x02 \x01(\x03R\bdataSize\x12\x19\n" +
+	"\bnum_docs\x18\x03 \x01(\x03R\anumDocs\x12\x14\n" +
+	"\x05jumbo\x18\x04 \x01(\bR\x05jumbo\x12\x1d\n" +
+	"\n" +
+	"index_used\x18\x05 \x01(\tR\tindexUsed\"e\n" +
+	"\x0eMigrationRange\x12\x0e\n" +
+	"\x02ns\x18\x01 \x01(\tR\x02ns\x12\x1f\n" +
+	"\vkey_pattern\x18\x02 \x01(\fR\n" +
+	"keyPattern\x12\x10\n" +
+	"\x03min\x18\x03 \x01(\fR\x03min\x12\x10\n" +
+	"\x03max\x18\x04 \x01(\fR\x03max\"L\n" +
+	"\x15StartMigrationRequest\x123\n" +
+	"\x05range\x18\x01 \x01(\v2\x1d.psdb.shard.v1.MigrationRangeR\x05range\"\x96\x01\n" +
+	"\x13StartMigrationReply\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12?\n" +
+	"\x10snapshot_op_time\x18\x02 \x01(\v2\x15.psdb.shard.v1.OpTimeR\x0esnapshotOpTime\x12\x1f\n" +
+	"\vindex_specs\x18\x03 \x03(\fR\n" +
+	"indexSpecs\"2\n" +
+	"\x11CloneRangeRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"m\n" +
+	"\x0fCloneRangeChunk\x12\x1c\n" +
+	"\tdocuments\x18\x01 \x03(\fR\tdocuments\x12\x12\n" +
+	"\x04done\x18\x02 \x01(\bR\x04done\x12\x12\n" +
+	"\x04docs\x18\x03 \x01(\x03R\x04docs\x12\x14\n" +
+	"\x05bytes\x18\x04 \x01(\x03R\x05bytes\"U\n" +
+	"\x13TransferModsRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1f\n" +
+	"\vmax_entries\x18\x02 \x01(\x05R\n" +
+	"maxEntries\"=\n" +
+	"\fMigrationMod\x12\x10\n" +
+	"\x03put\x18\x01 \x01(\fR\x03put\x12\x1b\n" +
+	"\tdelete_id\x18\x02 \x01(\fR\bdeleteId\"\x9c\x01\n" +
+	"\x11TransferModsReply\x12/\n" +
+	"\x04mods\x18\x01 \x03(\v2\x1b.psdb.shard.v1.MigrationModR\x04mods\x128\n" +
+	"\fread_through\x18\x02 \x01(\v2\x15.psdb.shard.v1.OpTimeR\vreadThrough\x12\x1c\n" +
+	"\tremaining\x18\x03 \x01(\x03R\tremaining\"V\n" +
+	"\x16CriticalSectionRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x02 \x01(\x03R\ttimeoutMs\"\x16\n" +
+	"\x14CriticalSectionReply\"\x83\x01\n" +
+	"\x1bLeaveCriticalSectionRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1c\n" +
+	"\tcommitted\x18\x02 \x01(\bR\tcommitted\x12'\n" +
+	"\x0fcommit_revision\x18\x03 \x01(\x03R\x0ecommitRevision\"4\n" +
+	"\x13EndMigrationRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"\x13\n" +
+	"\x11EndMigrationReply\"]\n" +
+	"\x12DeleteRangeRequest\x123\n" +
+	"\x05range\x18\x01 \x01(\v2\x1d.psdb.shard.v1.MigrationRangeR\x05range\x12\x12\n" +
+	"\x04wait\x18\x02 \x01(\bR\x04wait\",\n" +
+	"\x10DeleteRangeReply\x12\x18\n" +
+	"\adeleted\x18\x01 \x01(\x03R\adeleted2\xa4\f\n" +
 	"\x05Shard\x12A\n" +
 	"\x06Insert\x12\x1c.psdb.shard.v1.InsertRequest\x1a\x19.psdb.shard.v1.WriteReply\x12A\n" +
 	"\x06Update\x12\x1c.psdb.shard.v1.UpdateRequest\x1a\x19.psdb.shard.v1.WriteReply\x12A\n" +
@@ -4540,7 +5586,8 @@ const file_shard_proto_rawDesc = "" +
 	"\vListIndexes\x12!.psdb.shard.v1.ListIndexesRequest\x1a\x1f.psdb.shard.v1.ListIndexesReply\x12]\n" +
 	"\x0fListCollections\x12%.psdb.shard.v1.ListCollectionsRequest\x1a#.psdb.shard.v1.ListCollectionsReply\x12K\n" +
 	"\tCollStats\x12\x1f.psdb.shard.v1.CollStatsRequest\x1a\x1d.psdb.shard.v1.CollStatsReply\x12H\n" +
-	"\bValidate\x12\x1e.psdb.shard.v1.ValidateRequest\x1a\x1c.psdb.shard.v1.ValidateReply2\x92\x04\n" +
+	"\bValidate\x12\x1e.psdb.shard.v1.ValidateRequest\x1a\x1c.psdb.shard.v1.ValidateReply\x12Q\n" +
+	"\vSplitVector\x12!.psdb.shard.v1.SplitVectorRequest\x1a\x1f.psdb.shard.v1.SplitVectorReply2\x92\x04\n" +
 	"\vReplication\x12I\n" +
 	"\tPullOplog\x12\x1f.psdb.shard.v1.PullOplogRequest\x1a\x19.psdb.shard.v1.OplogBatch0\x01\x12N\n" +
 	"\x0eReportProgress\x12\x1e.psdb.shard.v1.ProgressRequest\x1a\x1c.psdb.shard.v1.ProgressReply\x12C\n" +
@@ -4548,7 +5595,16 @@ const file_shard_proto_rawDesc = "" +
 	"\x06Status\x12\x1c.psdb.shard.v1.StatusRequest\x1a\x1a.psdb.shard.v1.StatusReply\x12H\n" +
 	"\bStepDown\x12\x1e.psdb.shard.v1.StepDownRequest\x1a\x1c.psdb.shard.v1.StepDownReply\x12I\n" +
 	"\rCloneSnapshot\x12\x1b.psdb.shard.v1.CloneRequest\x1a\x19.psdb.shard.v1.CloneChunk0\x01\x12J\n" +
-	"\bRollback\x12\x1e.psdb.shard.v1.RollbackRequest\x1a\x1c.psdb.shard.v1.RollbackChunk0\x01B$Z\"github.com/psdb/psdb/proto/shardpbb\x06proto3"
+	"\bRollback\x12\x1e.psdb.shard.v1.RollbackRequest\x1a\x1c.psdb.shard.v1.RollbackChunk0\x012\x85\x05\n" +
+	"\tMigration\x12Z\n" +
+	"\x0eStartMigration\x12$.psdb.shard.v1.StartMigrationRequest\x1a\".psdb.shard.v1.StartMigrationReply\x12P\n" +
+	"\n" +
+	"CloneRange\x12 .psdb.shard.v1.CloneRangeRequest\x1a\x1e.psdb.shard.v1.CloneRangeChunk0\x01\x12T\n" +
+	"\fTransferMods\x12\".psdb.shard.v1.TransferModsRequest\x1a .psdb.shard.v1.TransferModsReply\x12b\n" +
+	"\x14EnterCriticalSection\x12%.psdb.shard.v1.CriticalSectionRequest\x1a#.psdb.shard.v1.CriticalSectionReply\x12g\n" +
+	"\x14LeaveCriticalSection\x12*.psdb.shard.v1.LeaveCriticalSectionRequest\x1a#.psdb.shard.v1.CriticalSectionReply\x12T\n" +
+	"\fEndMigration\x12\".psdb.shard.v1.EndMigrationRequest\x1a .psdb.shard.v1.EndMigrationReply\x12Q\n" +
+	"\vDeleteRange\x12!.psdb.shard.v1.DeleteRangeRequest\x1a\x1f.psdb.shard.v1.DeleteRangeReplyB$Z\"github.com/psdb/psdb/proto/shardpbb\x06proto3"
 
 var (
 	file_shard_proto_rawDescOnce sync.Once
@@ -4562,73 +5618,90 @@ func file_shard_proto_rawDescGZIP() []byte {
 	return file_shard_proto_rawDescData
 }
 
-var file_shard_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
+var file_shard_proto_msgTypes = make([]protoimpl.MessageInfo, 82)
 var file_shard_proto_goTypes = []any{
-	(*ShardVersion)(nil),            // 0: psdb.shard.v1.ShardVersion
-	(*WriteConcern)(nil),            // 1: psdb.shard.v1.WriteConcern
-	(*ReadOptions)(nil),             // 2: psdb.shard.v1.ReadOptions
-	(*SessionInfo)(nil),             // 3: psdb.shard.v1.SessionInfo
-	(*MongoError)(nil),              // 4: psdb.shard.v1.MongoError
-	(*OpTime)(nil),                  // 5: psdb.shard.v1.OpTime
-	(*InsertRequest)(nil),           // 6: psdb.shard.v1.InsertRequest
-	(*UpdateStatement)(nil),         // 7: psdb.shard.v1.UpdateStatement
-	(*UpdateRequest)(nil),           // 8: psdb.shard.v1.UpdateRequest
-	(*DeleteStatement)(nil),         // 9: psdb.shard.v1.DeleteStatement
-	(*DeleteRequest)(nil),           // 10: psdb.shard.v1.DeleteRequest
-	(*Upserted)(nil),                // 11: psdb.shard.v1.Upserted
-	(*WriteError)(nil),              // 12: psdb.shard.v1.WriteError
-	(*WriteReply)(nil),              // 13: psdb.shard.v1.WriteReply
-	(*FindAndModifyRequest)(nil),    // 14: psdb.shard.v1.FindAndModifyRequest
-	(*FindAndModifyReply)(nil),      // 15: psdb.shard.v1.FindAndModifyReply
-	(*FindRequest)(nil),             // 16: psdb.shard.v1.FindRequest
-	(*CursorReply)(nil),             // 17: psdb.shard.v1.CursorReply
-	(*GetMoreRequest)(nil),          // 18: psdb.shard.v1.GetMoreRequest
-	(*KillCursorsRequest)(nil),      // 19: psdb.shard.v1.KillCursorsRequest
-	(*KillCursorsReply)(nil),        // 20: psdb.shard.v1.KillCursorsReply
-	(*CountRequest)(nil),            // 21: psdb.shard.v1.CountRequest
-	(*CountReply)(nil),              // 22: psdb.shard.v1.CountReply
-	(*DistinctRequest)(nil),         // 23: psdb.shard.v1.DistinctRequest
-	(*DistinctReply)(nil),           // 24: psdb.shard.v1.DistinctReply
-	(*AggregateRequest)(nil),        // 25: psdb.shard.v1.AggregateRequest
-	(*ExplainRequest)(nil),          // 26: psdb.shard.v1.ExplainRequest
-	(*ExplainReply)(nil),            // 27: psdb.shard.v1.ExplainReply
-	(*CreateCollectionRequest)(nil), // 28: psdb.shard.v1.CreateCollectionRequest
-	(*CreateCollectionReply)(nil),   // 29: psdb.shard.v1.CreateCollectionReply
-	(*DropCollectionRequest)(nil),   // 30: psdb.shard.v1.DropCollectionRequest
-	(*DropCollectionReply)(nil),     // 31: psdb.shard.v1.DropCollectionReply
-	(*CreateIndexesRequest)(nil),    // 32: psdb.shard.v1.CreateIndexesRequest
-	(*CreateIndexesReply)(nil),      // 33: psdb.shard.v1.CreateIndexesReply
-	(*DropIndexesRequest)(nil),      // 34: psdb.shard.v1.DropIndexesRequest
-	(*DropIndexesReply)(nil),        // 35: psdb.shard.v1.DropIndexesReply
-	(*ListIndexesRequest)(nil),      // 36: psdb.shard.v1.ListIndexesRequest
-	(*ListIndexesReply)(nil),        // 37: psdb.shard.v1.ListIndexesReply
-	(*ListCollectionsRequest)(nil),  // 38: psdb.shard.v1.ListCollectionsRequest
-	(*CollectionInfo)(nil),          // 39: psdb.shard.v1.CollectionInfo
-	(*ListCollectionsReply)(nil),    // 40: psdb.shard.v1.ListCollectionsReply
-	(*CollStatsRequest)(nil),        // 41: psdb.shard.v1.CollStatsRequest
-	(*CollStatsReply)(nil),          // 42: psdb.shard.v1.CollStatsReply
-	(*ValidateRequest)(nil),         // 43: psdb.shard.v1.ValidateRequest
-	(*ValidateReply)(nil),           // 44: psdb.shard.v1.ValidateReply
-	(*PullOplogRequest)(nil),        // 45: psdb.shard.v1.PullOplogRequest
-	(*OplogBatch)(nil),              // 46: psdb.shard.v1.OplogBatch
-	(*ProgressRequest)(nil),         // 47: psdb.shard.v1.ProgressRequest
-	(*ProgressReply)(nil),           // 48: psdb.shard.v1.ProgressReply
-	(*VoteRequest)(nil),             // 49: psdb.shard.v1.VoteRequest
-	(*VoteReply)(nil),               // 50: psdb.shard.v1.VoteReply
-	(*StatusRequest)(nil),           // 51: psdb.shard.v1.StatusRequest
-	(*MemberStatus)(nil),            // 52: psdb.shard.v1.MemberStatus
-	(*StatusReply)(nil),             // 53: psdb.shard.v1.StatusReply
-	(*StepDownRequest)(nil),         // 54: psdb.shard.v1.StepDownRequest
-	(*RollbackRequest)(nil),         // 55: psdb.shard.v1.RollbackRequest
-	(*RefetchedDoc)(nil),            // 56: psdb.shard.v1.RefetchedDoc
-	(*RefetchedStatement)(nil),      // 57: psdb.shard.v1.RefetchedStatement
-	(*RefetchedSession)(nil),        // 58: psdb.shard.v1.RefetchedSession
-	(*RollbackChunk)(nil),           // 59: psdb.shard.v1.RollbackChunk
-	(*StepDownReply)(nil),           // 60: psdb.shard.v1.StepDownReply
-	(*CloneRequest)(nil),            // 61: psdb.shard.v1.CloneRequest
-	(*CloneChunk)(nil),              // 62: psdb.shard.v1.CloneChunk
-	nil,                             // 63: psdb.shard.v1.CollStatsReply.IndexSizesEntry
-	nil,                             // 64: psdb.shard.v1.ValidateReply.KeysPerIndexEntry
+	(*ShardVersion)(nil),                // 0: psdb.shard.v1.ShardVersion
+	(*WriteConcern)(nil),                // 1: psdb.shard.v1.WriteConcern
+	(*ReadOptions)(nil),                 // 2: psdb.shard.v1.ReadOptions
+	(*SessionInfo)(nil),                 // 3: psdb.shard.v1.SessionInfo
+	(*MongoError)(nil),                  // 4: psdb.shard.v1.MongoError
+	(*OpTime)(nil),                      // 5: psdb.shard.v1.OpTime
+	(*InsertRequest)(nil),               // 6: psdb.shard.v1.InsertRequest
+	(*UpdateStatement)(nil),             // 7: psdb.shard.v1.UpdateStatement
+	(*UpdateRequest)(nil),               // 8: psdb.shard.v1.UpdateRequest
+	(*DeleteStatement)(nil),             // 9: psdb.shard.v1.DeleteStatement
+	(*DeleteRequest)(nil),               // 10: psdb.shard.v1.DeleteRequest
+	(*Upserted)(nil),                    // 11: psdb.shard.v1.Upserted
+	(*WriteError)(nil),                  // 12: psdb.shard.v1.WriteError
+	(*WriteReply)(nil),                  // 13: psdb.shard.v1.WriteReply
+	(*FindAndModifyRequest)(nil),        // 14: psdb.shard.v1.FindAndModifyRequest
+	(*FindAndModifyReply)(nil),          // 15: psdb.shard.v1.FindAndModifyReply
+	(*FindRequest)(nil),                 // 16: psdb.shard.v1.FindRequest
+	(*CursorReply)(nil),                 // 17: psdb.shard.v1.CursorReply
+	(*GetMoreRequest)(nil),              // 18: psdb.shard.v1.GetMoreRequest
+	(*KillCursorsRequest)(nil),          // 19: psdb.shard.v1.KillCursorsRequest
+	(*KillCursorsReply)(nil),            // 20: psdb.shard.v1.KillCursorsReply
+	(*CountRequest)(nil),                // 21: psdb.shard.v1.CountRequest
+	(*CountReply)(nil),                  // 22: psdb.shard.v1.CountReply
+	(*DistinctRequest)(nil),             // 23: psdb.shard.v1.DistinctRequest
+	(*DistinctReply)(nil),               // 24: psdb.shard.v1.DistinctReply
+	(*AggregateRequest)(nil),            // 25: psdb.shard.v1.AggregateRequest
+	(*ExplainRequest)(nil),              // 26: psdb.shard.v1.ExplainRequest
+	(*ExplainReply)(nil),                // 27: psdb.shard.v1.ExplainReply
+	(*CreateCollectionRequest)(nil),     // 28: psdb.shard.v1.CreateCollectionRequest
+	(*CreateCollectionReply)(nil),       // 29: psdb.shard.v1.CreateCollectionReply
+	(*DropCollectionRequest)(nil),       // 30: psdb.shard.v1.DropCollectionRequest
+	(*DropCollectionReply)(nil),         // 31: psdb.shard.v1.DropCollectionReply
+	(*CreateIndexesRequest)(nil),        // 32: psdb.shard.v1.CreateIndexesRequest
+	(*CreateIndexesReply)(nil),          // 33: psdb.shard.v1.CreateIndexesReply
+	(*DropIndexesRequest)(nil),          // 34: psdb.shard.v1.DropIndexesRequest
+	(*DropIndexesReply)(nil),            // 35: psdb.shard.v1.DropIndexesReply
+	(*ListIndexesRequest)(nil),          // 36: psdb.shard.v1.ListIndexesRequest
+	(*ListIndexesReply)(nil),            // 37: psdb.shard.v1.ListIndexesReply
+	(*ListCollectionsRequest)(nil),      // 38: psdb.shard.v1.ListCollectionsRequest
+	(*CollectionInfo)(nil),              // 39: psdb.shard.v1.CollectionInfo
+	(*ListCollectionsReply)(nil),        // 40: psdb.shard.v1.ListCollectionsReply
+	(*CollStatsRequest)(nil),            // 41: psdb.shard.v1.CollStatsRequest
+	(*CollStatsReply)(nil),              // 42: psdb.shard.v1.CollStatsReply
+	(*ValidateRequest)(nil),             // 43: psdb.shard.v1.ValidateRequest
+	(*ValidateReply)(nil),               // 44: psdb.shard.v1.ValidateReply
+	(*PullOplogRequest)(nil),            // 45: psdb.shard.v1.PullOplogRequest
+	(*OplogBatch)(nil),                  // 46: psdb.shard.v1.OplogBatch
+	(*ProgressRequest)(nil),             // 47: psdb.shard.v1.ProgressRequest
+	(*ProgressReply)(nil),               // 48: psdb.shard.v1.ProgressReply
+	(*VoteRequest)(nil),                 // 49: psdb.shard.v1.VoteRequest
+	(*VoteReply)(nil),                   // 50: psdb.shard.v1.VoteReply
+	(*StatusRequest)(nil),               // 51: psdb.shard.v1.StatusRequest
+	(*MemberStatus)(nil),                // 52: psdb.shard.v1.MemberStatus
+	(*StatusReply)(nil),                 // 53: psdb.shard.v1.StatusReply
+	(*StepDownRequest)(nil),             // 54: psdb.shard.v1.StepDownRequest
+	(*RollbackRequest)(nil),             // 55: psdb.shard.v1.RollbackRequest
+	(*RefetchedDoc)(nil),                // 56: psdb.shard.v1.RefetchedDoc
+	(*RefetchedStatement)(nil),          // 57: psdb.shard.v1.RefetchedStatement
+	(*RefetchedSession)(nil),            // 58: psdb.shard.v1.RefetchedSession
+	(*RollbackChunk)(nil),               // 59: psdb.shard.v1.RollbackChunk
+	(*StepDownReply)(nil),               // 60: psdb.shard.v1.StepDownReply
+	(*CloneRequest)(nil),                // 61: psdb.shard.v1.CloneRequest
+	(*CloneChunk)(nil),                  // 62: psdb.shard.v1.CloneChunk
+	(*SplitVectorRequest)(nil),          // 63: psdb.shard.v1.SplitVectorRequest
+	(*SplitVectorReply)(nil),            // 64: psdb.shard.v1.SplitVectorReply
+	(*MigrationRange)(nil),              // 65: psdb.shard.v1.MigrationRange
+	(*StartMigrationRequest)(nil),       // 66: psdb.shard.v1.StartMigrationRequest
+	(*StartMigrationReply)(nil),         // 67: psdb.shard.v1.StartMigrationReply
+	(*CloneRangeRequest)(nil),           // 68: psdb.shard.v1.CloneRangeRequest
+	(*CloneRangeChunk)(nil),             // 69: psdb.shard.v1.CloneRangeChunk
+	(*TransferModsRequest)(nil),         // 70: psdb.shard.v1.TransferModsRequest
+	(*MigrationMod)(nil),                // 71: psdb.shard.v1.MigrationMod
+	(*TransferModsReply)(nil),           // 72: psdb.shard.v1.TransferModsReply
+	(*CriticalSectionRequest)(nil),      // 73: psdb.shard.v1.CriticalSectionRequest
+	(*CriticalSectionReply)(nil),        // 74: psdb.shard.v1.CriticalSectionReply
+	(*LeaveCriticalSectionRequest)(nil), // 75: psdb.shard.v1.LeaveCriticalSectionRequest
+	(*EndMigrationRequest)(nil),         // 76: psdb.shard.v1.EndMigrationRequest
+	(*EndMigrationReply)(nil),           // 77: psdb.shard.v1.EndMigrationReply
+	(*DeleteRangeRequest)(nil),          // 78: psdb.shard.v1.DeleteRangeRequest
+	(*DeleteRangeReply)(nil),            // 79: psdb.shard.v1.DeleteRangeReply
+	nil,                                 // 80: psdb.shard.v1.CollStatsReply.IndexSizesEntry
+	nil,                                 // 81: psdb.shard.v1.ValidateReply.KeysPerIndexEntry
 }
 var file_shard_proto_depIdxs = []int32{
 	1,  // 0: psdb.shard.v1.InsertRequest.write_concern:type_name -> psdb.shard.v1.WriteConcern
@@ -4666,8 +5739,8 @@ var file_shard_proto_depIdxs = []int32{
 	0,  // 32: psdb.shard.v1.CreateIndexesRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
 	0,  // 33: psdb.shard.v1.DropIndexesRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
 	39, // 34: psdb.shard.v1.ListCollectionsReply.collections:type_name -> psdb.shard.v1.CollectionInfo
-	63, // 35: psdb.shard.v1.CollStatsReply.index_sizes:type_name -> psdb.shard.v1.CollStatsReply.IndexSizesEntry
-	64, // 36: psdb.shard.v1.ValidateReply.keys_per_index:type_name -> psdb.shard.v1.ValidateReply.KeysPerIndexEntry
+	80, // 35: psdb.shard.v1.CollStatsReply.index_sizes:type_name -> psdb.shard.v1.CollStatsReply.IndexSizesEntry
+	81, // 36: psdb.shard.v1.ValidateReply.keys_per_index:type_name -> psdb.shard.v1.ValidateReply.KeysPerIndexEntry
 	5,  // 37: psdb.shard.v1.PullOplogRequest.after:type_name -> psdb.shard.v1.OpTime
 	5,  // 38: psdb.shard.v1.OplogBatch.commit_point:type_name -> psdb.shard.v1.OpTime
 	5,  // 39: psdb.shard.v1.OplogBatch.common_point:type_name -> psdb.shard.v1.OpTime
@@ -4690,63 +5763,84 @@ var file_shard_proto_depIdxs = []int32{
 	58, // 56: psdb.shard.v1.RollbackChunk.sessions:type_name -> psdb.shard.v1.RefetchedSession
 	5,  // 57: psdb.shard.v1.CloneChunk.snapshot_op_time:type_name -> psdb.shard.v1.OpTime
 	58, // 58: psdb.shard.v1.CloneChunk.sessions:type_name -> psdb.shard.v1.RefetchedSession
-	6,  // 59: psdb.shard.v1.Shard.Insert:input_type -> psdb.shard.v1.InsertRequest
-	8,  // 60: psdb.shard.v1.Shard.Update:input_type -> psdb.shard.v1.UpdateRequest
-	10, // 61: psdb.shard.v1.Shard.Delete:input_type -> psdb.shard.v1.DeleteRequest
-	14, // 62: psdb.shard.v1.Shard.FindAndModify:input_type -> psdb.shard.v1.FindAndModifyRequest
-	16, // 63: psdb.shard.v1.Shard.Find:input_type -> psdb.shard.v1.FindRequest
-	18, // 64: psdb.shard.v1.Shard.GetMore:input_type -> psdb.shard.v1.GetMoreRequest
-	19, // 65: psdb.shard.v1.Shard.KillCursors:input_type -> psdb.shard.v1.KillCursorsRequest
-	21, // 66: psdb.shard.v1.Shard.Count:input_type -> psdb.shard.v1.CountRequest
-	23, // 67: psdb.shard.v1.Shard.Distinct:input_type -> psdb.shard.v1.DistinctRequest
-	25, // 68: psdb.shard.v1.Shard.Aggregate:input_type -> psdb.shard.v1.AggregateRequest
-	26, // 69: psdb.shard.v1.Shard.Explain:input_type -> psdb.shard.v1.ExplainRequest
-	28, // 70: psdb.shard.v1.Shard.CreateCollection:input_type -> psdb.shard.v1.CreateCollectionRequest
-	30, // 71: psdb.shard.v1.Shard.DropCollection:input_type -> psdb.shard.v1.DropCollectionRequest
-	32, // 72: psdb.shard.v1.Shard.CreateIndexes:input_type -> psdb.shard.v1.CreateIndexesRequest
-	34, // 73: psdb.shard.v1.Shard.DropIndexes:input_type -> psdb.shard.v1.DropIndexesRequest
-	36, // 74: psdb.shard.v1.Shard.ListIndexes:input_type -> psdb.shard.v1.ListIndexesRequest
-	38, // 75: psdb.shard.v1.Shard.ListCollections:input_type -> psdb.shard.v1.ListCollectionsRequest
-	41, // 76: psdb.shard.v1.Shard.CollStats:input_type -> psdb.shard.v1.CollStatsRequest
-	43, // 77: psdb.shard.v1.Shard.Validate:input_type -> psdb.shard.v1.ValidateRequest
-	45, // 78: psdb.shard.v1.Replication.PullOplog:input_type -> psdb.shard.v1.PullOplogRequest
-	47, // 79: psdb.shard.v1.Replication.ReportProgress:input_type -> psdb.shard.v1.ProgressRequest
-	49, // 80: psdb.shard.v1.Replication.RequestVote:input_type -> psdb.shard.v1.VoteRequest
-	51, // 81: psdb.shard.v1.Replication.Status:input_type -> psdb.shard.v1.StatusRequest
-	54, // 82: psdb.shard.v1.Replication.StepDown:input_type -> psdb.shard.v1.StepDownRequest
-	61, // 83: psdb.shard.v1.Replication.CloneSnapshot:input_type -> psdb.shard.v1.CloneRequest
-	55, // 84: psdb.shard.v1.Replication.Rollback:input_type -> psdb.shard.v1.RollbackRequest
-	13, // 85: psdb.shard.v1.Shard.Insert:output_type -> psdb.shard.v1.WriteReply
-	13, // 86: psdb.shard.v1.Shard.Update:output_type -> psdb.shard.v1.WriteReply
-	13, // 87: psdb.shard.v1.Shard.Delete:output_type -> psdb.shard.v1.WriteReply
-	15, // 88: psdb.shard.v1.Shard.FindAndModify:output_type -> psdb.shard.v1.FindAndModifyReply
-	17, // 89: psdb.shard.v1.Shard.Find:output_type -> psdb.shard.v1.CursorReply
-	17, // 90: psdb.shard.v1.Shard.GetMore:output_type -> psdb.shard.v1.CursorReply
-	20, // 91: psdb.shard.v1.Shard.KillCursors:output_type -> psdb.shard.v1.KillCursorsReply
-	22, // 92: psdb.shard.v1.Shard.Count:output_type -> psdb.shard.v1.CountReply
-	24, // 93: psdb.shard.v1.Shard.Distinct:output_type -> psdb.shard.v1.DistinctReply
-	17, // 94: psdb.shard.v1.Shard.Aggregate:output_type -> psdb.shard.v1.CursorReply
-	27, // 95: psdb.shard.v1.Shard.Explain:output_type -> psdb.shard.v1.ExplainReply
-	29, // 96: psdb.shard.v1.Shard.CreateCollection:output_type -> psdb.shard.v1.CreateCollectionReply
-	31, // 97: psdb.shard.v1.Shard.DropCollection:output_type -> psdb.shard.v1.DropCollectionReply
-	33, // 98: psdb.shard.v1.Shard.CreateIndexes:output_type -> psdb.shard.v1.CreateIndexesReply
-	35, // 99: psdb.shard.v1.Shard.DropIndexes:output_type -> psdb.shard.v1.DropIndexesReply
-	37, // 100: psdb.shard.v1.Shard.ListIndexes:output_type -> psdb.shard.v1.ListIndexesReply
-	40, // 101: psdb.shard.v1.Shard.ListCollections:output_type -> psdb.shard.v1.ListCollectionsReply
-	42, // 102: psdb.shard.v1.Shard.CollStats:output_type -> psdb.shard.v1.CollStatsReply
-	44, // 103: psdb.shard.v1.Shard.Validate:output_type -> psdb.shard.v1.ValidateReply
-	46, // 104: psdb.shard.v1.Replication.PullOplog:output_type -> psdb.shard.v1.OplogBatch
-	48, // 105: psdb.shard.v1.Replication.ReportProgress:output_type -> psdb.shard.v1.ProgressReply
-	50, // 106: psdb.shard.v1.Replication.RequestVote:output_type -> psdb.shard.v1.VoteReply
-	53, // 107: psdb.shard.v1.Replication.Status:output_type -> psdb.shard.v1.StatusReply
-	60, // 108: psdb.shard.v1.Replication.StepDown:output_type -> psdb.shard.v1.StepDownReply
-	62, // 109: psdb.shard.v1.Replication.CloneSnapshot:output_type -> psdb.shard.v1.CloneChunk
-	59, // 110: psdb.shard.v1.Replication.Rollback:output_type -> psdb.shard.v1.RollbackChunk
-	85, // [85:111] is the sub-list for method output_type
-	59, // [59:85] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	65, // 59: psdb.shard.v1.StartMigrationRequest.range:type_name -> psdb.shard.v1.MigrationRange
+	5,  // 60: psdb.shard.v1.StartMigrationReply.snapshot_op_time:type_name -> psdb.shard.v1.OpTime
+	71, // 61: psdb.shard.v1.TransferModsReply.mods:type_name -> psdb.shard.v1.MigrationMod
+	5,  // 62: psdb.shard.v1.TransferModsReply.read_through:type_name -> psdb.shard.v1.OpTime
+	65, // 63: psdb.shard.v1.DeleteRangeRequest.range:type_name -> psdb.shard.v1.MigrationRange
+	6,  // 64: psdb.shard.v1.Shard.Insert:input_type -> psdb.shard.v1.InsertRequest
+	8,  // 65: psdb.shard.v1.Shard.Update:input_type -> psdb.shard.v1.UpdateRequest
+	10, // 66: psdb.shard.v1.Shard.Delete:input_type -> psdb.shard.v1.DeleteRequest
+	14, // 67: psdb.shard.v1.Shard.FindAndModify:input_type -> psdb.shard.v1.FindAndModifyRequest
+	16, // 68: psdb.shard.v1.Shard.Find:input_type -> psdb.shard.v1.FindRequest
+	18, // 69: psdb.shard.v1.Shard.GetMore:input_type -> psdb.shard.v1.GetMoreRequest
+	19, // 70: psdb.shard.v1.Shard.KillCursors:input_type -> psdb.shard.v1.KillCursorsRequest
+	21, // 71: psdb.shard.v1.Shard.Count:input_type -> psdb.shard.v1.CountRequest
+	23, // 72: psdb.shard.v1.Shard.Distinct:input_type -> psdb.shard.v1.DistinctRequest
+	25, // 73: psdb.shard.v1.Shard.Aggregate:input_type -> psdb.shard.v1.AggregateRequest
+	26, // 74: psdb.shard.v1.Shard.Explain:input_type -> psdb.shard.v1.ExplainRequest
+	28, // 75: psdb.shard.v1.Shard.CreateCollection:input_type -> psdb.shard.v1.CreateCollectionRequest
+	30, // 76: psdb.shard.v1.Shard.DropCollection:input_type -> psdb.shard.v1.DropCollectionRequest
+	32, // 77: psdb.shard.v1.Shard.CreateIndexes:input_type -> psdb.shard.v1.CreateIndexesRequest
+	34, // 78: psdb.shard.v1.Shard.DropIndexes:input_type -> psdb.shard.v1.DropIndexesRequest
+	36, // 79: psdb.shard.v1.Shard.ListIndexes:input_type -> psdb.shard.v1.ListIndexesRequest
+	38, // 80: psdb.shard.v1.Shard.ListCollections:input_type -> psdb.shard.v1.ListCollectionsRequest
+	41, // 81: psdb.shard.v1.Shard.CollStats:input_type -> psdb.shard.v1.CollStatsRequest
+	43, // 82: psdb.shard.v1.Shard.Validate:input_type -> psdb.shard.v1.ValidateRequest
+	63, // 83: psdb.shard.v1.Shard.SplitVector:input_type -> psdb.shard.v1.SplitVectorRequest
+	45, // 84: psdb.shard.v1.Replication.PullOplog:input_type -> psdb.shard.v1.PullOplogRequest
+	47, // 85: psdb.shard.v1.Replication.ReportProgress:input_type -> psdb.shard.v1.ProgressRequest
+	49, // 86: psdb.shard.v1.Replication.RequestVote:input_type -> psdb.shard.v1.VoteRequest
+	51, // 87: psdb.shard.v1.Replication.Status:input_type -> psdb.shard.v1.StatusRequest
+	54, // 88: psdb.shard.v1.Replication.StepDown:input_type -> psdb.shard.v1.StepDownRequest
+	61, // 89: psdb.shard.v1.Replication.CloneSnapshot:input_type -> psdb.shard.v1.CloneRequest
+	55, // 90: psdb.shard.v1.Replication.Rollback:input_type -> psdb.shard.v1.RollbackRequest
+	66, // 91: psdb.shard.v1.Migration.StartMigration:input_type -> psdb.shard.v1.StartMigrationRequest
+	68, // 92: psdb.shard.v1.Migration.CloneRange:input_type -> psdb.shard.v1.CloneRangeRequest
+	70, // 93: psdb.shard.v1.Migration.TransferMods:input_type -> psdb.shard.v1.TransferModsRequest
+	73, // 94: psdb.shard.v1.Migration.EnterCriticalSection:input_type -> psdb.shard.v1.CriticalSectionRequest
+	75, // 95: psdb.shard.v1.Migration.LeaveCriticalSection:input_type -> psdb.shard.v1.LeaveCriticalSectionRequest
+	76, // 96: psdb.shard.v1.Migration.EndMigration:input_type -> psdb.shard.v1.EndMigrationRequest
+	78, // 97: psdb.shard.v1.Migration.DeleteRange:input_type -> psdb.shard.v1.DeleteRangeRequest
+	13, // 98: psdb.shard.v1.Shard.Insert:output_type -> psdb.shard.v1.WriteReply
+	13, // 99: psdb.shard.v1.Shard.Update:output_type -> psdb.shard.v1.WriteReply
+	13, // 100: psdb.shard.v1.Shard.Delete:output_type -> psdb.shard.v1.WriteReply
+	15, // 101: psdb.shard.v1.Shard.FindAndModify:output_type -> psdb.shard.v1.FindAndModifyReply
+	17, // 102: psdb.shard.v1.Shard.Find:output_type -> psdb.shard.v1.CursorReply
+	17, // 103: psdb.shard.v1.Shard.GetMore:output_type -> psdb.shard.v1.CursorReply
+	20, // 104: psdb.shard.v1.Shard.KillCursors:output_type -> psdb.shard.v1.KillCursorsReply
+	22, // 105: psdb.shard.v1.Shard.Count:output_type -> psdb.shard.v1.CountReply
+	24, // 106: psdb.shard.v1.Shard.Distinct:output_type -> psdb.shard.v1.DistinctReply
+	17, // 107: psdb.shard.v1.Shard.Aggregate:output_type -> psdb.shard.v1.CursorReply
+	27, // 108: psdb.shard.v1.Shard.Explain:output_type -> psdb.shard.v1.ExplainReply
+	29, // 109: psdb.shard.v1.Shard.CreateCollection:output_type -> psdb.shard.v1.CreateCollectionReply
+	31, // 110: psdb.shard.v1.Shard.DropCollection:output_type -> psdb.shard.v1.DropCollectionReply
+	33, // 111: psdb.shard.v1.Shard.CreateIndexes:output_type -> psdb.shard.v1.CreateIndexesReply
+	35, // 112: psdb.shard.v1.Shard.DropIndexes:output_type -> psdb.shard.v1.DropIndexesReply
+	37, // 113: psdb.shard.v1.Shard.ListIndexes:output_type -> psdb.shard.v1.ListIndexesReply
+	40, // 114: psdb.shard.v1.Shard.ListCollections:output_type -> psdb.shard.v1.ListCollectionsReply
+	42, // 115: psdb.shard.v1.Shard.CollStats:output_type -> psdb.shard.v1.CollStatsReply
+	44, // 116: psdb.shard.v1.Shard.Validate:output_type -> psdb.shard.v1.ValidateReply
+	64, // 117: psdb.shard.v1.Shard.SplitVector:output_type -> psdb.shard.v1.SplitVectorReply
+	46, // 118: psdb.shard.v1.Replication.PullOplog:output_type -> psdb.shard.v1.OplogBatch
+	48, // 119: psdb.shard.v1.Replication.ReportProgress:output_type -> psdb.shard.v1.ProgressReply
+	50, // 120: psdb.shard.v1.Replication.RequestVote:output_type -> psdb.shard.v1.VoteReply
+	53, // 121: psdb.shard.v1.Replication.Status:output_type -> psdb.shard.v1.StatusReply
+	60, // 122: psdb.shard.v1.Replication.StepDown:output_type -> psdb.shard.v1.StepDownReply
+	62, // 123: psdb.shard.v1.Replication.CloneSnapshot:output_type -> psdb.shard.v1.CloneChunk
+	59, // 124: psdb.shard.v1.Replication.Rollback:output_type -> psdb.shard.v1.RollbackChunk
+	67, // 125: psdb.shard.v1.Migration.StartMigration:output_type -> psdb.shard.v1.StartMigrationReply
+	69, // 126: psdb.shard.v1.Migration.CloneRange:output_type -> psdb.shard.v1.CloneRangeChunk
+	72, // 127: psdb.shard.v1.Migration.TransferMods:output_type -> psdb.shard.v1.TransferModsReply
+	74, // 128: psdb.shard.v1.Migration.EnterCriticalSection:output_type -> psdb.shard.v1.CriticalSectionReply
+	74, // 129: psdb.shard.v1.Migration.LeaveCriticalSection:output_type -> psdb.shard.v1.CriticalSectionReply
+	77, // 130: psdb.shard.v1.Migration.EndMigration:output_type -> psdb.shard.v1.EndMigrationReply
+	79, // 131: psdb.shard.v1.Migration.DeleteRange:output_type -> psdb.shard.v1.DeleteRangeReply
+	98, // [98:132] is the sub-list for method output_type
+	64, // [64:98] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_shard_proto_init() }
@@ -4763,9 +5857,9 @@ func file_shard_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shard_proto_rawDesc), len(file_shard_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   65,
+			NumMessages:   82,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_shard_proto_goTypes,
 		DependencyIndexes: file_shard_proto_depIdxs,

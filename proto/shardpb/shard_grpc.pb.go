@@ -56,6 +56,7 @@ const (
 	Shard_ListCollections_FullMethodName  = "/psdb.shard.v1.Shard/ListCollections"
 	Shard_CollStats_FullMethodName        = "/psdb.shard.v1.Shard/CollStats"
 	Shard_Validate_FullMethodName         = "/psdb.shard.v1.Shard/Validate"
+	Shard_SplitVector_FullMethodName      = "/psdb.shard.v1.Shard/SplitVector"
 )
 
 // ShardClient is the client API for Shard service.
@@ -81,6 +82,7 @@ type ShardClient interface {
 	ListCollections(ctx context.Context, in *ListCollectionsRequest, opts ...grpc.CallOption) (*ListCollectionsReply, error)
 	CollStats(ctx context.Context, in *CollStatsRequest, opts ...grpc.CallOption) (*CollStatsReply, error)
 	Validate(ctx context.Context, in *ValidateRequest, opts ...grpc.CallOption) (*ValidateReply, error)
+	SplitVector(ctx context.Context, in *SplitVectorRequest, opts ...grpc.CallOption) (*SplitVectorReply, error)
 }
 
 type shardClient struct {
@@ -281,6 +283,16 @@ func (c *shardClient) Validate(ctx context.Context, in *ValidateRequest, opts ..
 	return out, nil
 }
 
+func (c *shardClient) SplitVector(ctx context.Context, in *SplitVectorRequest, opts ...grpc.CallOption) (*SplitVectorReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SplitVectorReply)
+	err := c.cc.Invoke(ctx, Shard_SplitVector_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ShardServer is the server API for Shard service.
 // All implementations must embed UnimplementedShardServer
 // for forward compatibility.
@@ -304,6 +316,7 @@ type ShardServer interface {
 	ListCollections(context.Context, *ListCollectionsRequest) (*ListCollectionsReply, error)
 	CollStats(context.Context, *CollStatsRequest) (*CollStatsReply, error)
 	Validate(context.Context, *ValidateRequest) (*ValidateReply, error)
+	SplitVector(context.Context, *SplitVectorRequest) (*SplitVectorReply, error)
 	mustEmbedUnimplementedShardServer()
 }
 
@@ -370,6 +383,9 @@ func (UnimplementedShardServer) CollStats(context.Context, *CollStatsRequest) (*
 }
 func (UnimplementedShardServer) Validate(context.Context, *ValidateRequest) (*ValidateReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Validate not implemented")
+}
+func (UnimplementedShardServer) SplitVector(context.Context, *SplitVectorRequest) (*SplitVectorReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method SplitVector not implemented")
 }
 func (UnimplementedShardServer) mustEmbedUnimplementedShardServer() {}
 func (UnimplementedShardServer) testEmbeddedByValue()               {}
@@ -734,6 +750,24 @@ func _Shard_Validate_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Shard_SplitVector_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SplitVectorRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ShardServer).SplitVector(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Shard_SplitVector_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ShardServer).SplitVector(ctx, req.(*SplitVectorRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Shard_ServiceDesc is the grpc.ServiceDesc for Shard service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -816,6 +850,10 @@ var Shard_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Validate",
 			Handler:    _Shard_Validate_Handler,
+		},
+		{
+			MethodName: "SplitVector",
+			Handler:    _Shard_SplitVector_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
@@ -1156,6 +1194,340 @@ var Replication_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Rollback",
 			Handler:       _Replication_Rollback_Handler,
+			ServerStreams: true,
+		},
+	},
+	Metadata: "shard.proto",
+}
+
+const (
+	Migration_StartMigration_FullMethodName       = "/psdb.shard.v1.Migration/StartMigration"
+	Migration_CloneRange_FullMethodName           = "/psdb.shard.v1.Migration/CloneRange"
+	Migration_TransferMods_FullMethodName         = "/psdb.shard.v1.Migration/TransferMods"
+	Migration_EnterCriticalSection_FullMethodName = "/psdb.shard.v1.Migration/EnterCriticalSection"
+	Migration_LeaveCriticalSection_FullMethodName = "/psdb.shard.v1.Migration/LeaveCriticalSection"
+	Migration_EndMigration_FullMethodName         = "/psdb.shard.v1.Migration/EndMigration"
+	Migration_DeleteRange_FullMethodName          = "/psdb.shard.v1.Migration/DeleteRange"
+)
+
+// MigrationClient is the client API for Migration service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+type MigrationClient interface {
+	StartMigration(ctx context.Context, in *StartMigrationRequest, opts ...grpc.CallOption) (*StartMigrationReply, error)
+	CloneRange(ctx context.Context, in *CloneRangeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CloneRangeChunk], error)
+	TransferMods(ctx context.Context, in *TransferModsRequest, opts ...grpc.CallOption) (*TransferModsReply, error)
+	EnterCriticalSection(ctx context.Context, in *CriticalSectionRequest, opts ...grpc.CallOption) (*CriticalSectionReply, error)
+	LeaveCriticalSection(ctx context.Context, in *LeaveCriticalSectionRequest, opts ...grpc.CallOption) (*CriticalSectionReply, error)
+	EndMigration(ctx context.Context, in *EndMigrationRequest, opts ...grpc.CallOption) (*EndMigrationReply, error)
+	DeleteRange(ctx context.Context, in *DeleteRangeRequest, opts ...grpc.CallOption) (*DeleteRangeReply, error)
+}
+
+type migrationClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewMigrationClient(cc grpc.ClientConnInterface) MigrationClient {
+	return &migrationClient{cc}
+}
+
+func (c *migrationClient) StartMigration(ctx context.Context, in *StartMigrationRequest, opts ...grpc.CallOption) (*StartMigrationReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StartMigrationReply)
+	err := c.cc.Invoke(ctx, Migration_StartMigration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *migrationClient) CloneRange(ctx context.Context, in *CloneRangeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CloneRangeChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Migration_ServiceDesc.Streams[0], Migration_CloneRange_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[CloneRangeRequest, CloneRangeChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Migration_CloneRangeClient = grpc.ServerStreamingClient[CloneRangeChunk]
+
+func (c *migrationClient) TransferMods(ctx context.Context, in *TransferModsRequest, opts ...grpc.CallOption) (*TransferModsReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferModsReply)
+	err := c.cc.Invoke(ctx, Migration_TransferMods_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *migrationClient) EnterCriticalSection(ctx context.Context, in *CriticalSectionRequest, opts ...grpc.CallOption) (*CriticalSectionReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CriticalSectionReply)
+	err := c.cc.Invoke(ctx, Migration_EnterCriticalSection_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *migrationClient) LeaveCriticalSection(ctx context.Context, in *LeaveCriticalSectionRequest, opts ...grpc.CallOption) (*CriticalSectionReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CriticalSectionReply)
+	err := c.cc.Invoke(ctx, Migration_LeaveCriticalSection_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *migrationClient) EndMigration(ctx context.Context, in *EndMigrationRequest, opts ...grpc.CallOption) (*EndMigrationReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EndMigrationReply)
+	err := c.cc.Invoke(ctx, Migration_EndMigration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *migrationClient) DeleteRange(ctx context.Context, in *DeleteRangeRequest, opts ...grpc.CallOption) (*DeleteRangeReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteRangeReply)
+	err := c.cc.Invoke(ctx, Migration_DeleteRange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// MigrationServer is the server API for Migration service.
+// All implementations must embed UnimplementedMigrationServer
+// for forward compatibility.
+type MigrationServer interface {
+	StartMigration(context.Context, *StartMigrationRequest) (*StartMigrationReply, error)
+	CloneRange(*CloneRangeRequest, grpc.ServerStreamingServer[CloneRangeChunk]) error
+	TransferMods(context.Context, *TransferModsRequest) (*TransferModsReply, error)
+	EnterCriticalSection(context.Context, *CriticalSectionRequest) (*CriticalSectionReply, error)
+	LeaveCriticalSection(context.Context, *LeaveCriticalSectionRequest) (*CriticalSectionReply, error)
+	EndMigration(context.Context, *EndMigrationRequest) (*EndMigrationReply, error)
+	DeleteRange(context.Context, *DeleteRangeRequest) (*DeleteRangeReply, error)
+	mustEmbedUnimplementedMigrationServer()
+}
+
+// UnimplementedMigrationServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedMigrationServer struct{}
+
+func (UnimplementedMigrationServer) StartMigration(context.Context, *StartMigrationRequest) (*StartMigrationReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method StartMigration not implemented")
+}
+func (UnimplementedMigrationServer) CloneRange(*CloneRangeRequest, grpc.ServerStreamingServer[CloneRangeChunk]) error {
+	return status.Error(codes.Unimplemented, "method CloneRange not implemented")
+}
+func (UnimplementedMigrationServer) TransferMods(context.Context, *TransferModsRequest) (*TransferModsReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransferMods not implemented")
+}
+func (UnimplementedMigrationServer) EnterCriticalSection(context.Context, *CriticalSectionRequest) (*CriticalSectionReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method EnterCriticalSection not implemented")
+}
+func (UnimplementedMigrationServer) LeaveCriticalSection(context.Context, *LeaveCriticalSectionRequest) (*CriticalSectionReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method LeaveCriticalSection not implemented")
+}
+func (UnimplementedMigrationServer) EndMigration(context.Context, *EndMigrationRequest) (*EndMigrationReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method EndMigration not implemented")
+}
+func (UnimplementedMigrationServer) DeleteRange(context.Context, *DeleteRangeRequest) (*DeleteRangeReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteRange not implemented")
+}
+func (UnimplementedMigrationServer) mustEmbedUnimplementedMigrationServer() {}
+func (UnimplementedMigrationServer) testEmbeddedByValue()                   {}
+
+// UnsafeMigrationServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to MigrationServer will
+// result in compilation errors.
+type UnsafeMigrationServer interface {
+	mustEmbedUnimplementedMigrationServer()
+}
+
+func RegisterMigrationServer(s grpc.ServiceRegistrar, srv MigrationServer) {
+	// If the following call panics, it indicates UnimplementedMigrationServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Migration_ServiceDesc, srv)
+}
+
+func _Migration_StartMigration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StartMigrationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MigrationServer).StartMigration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Migration_StartMigration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MigrationServer).StartMigration(ctx, req.(*StartMigrationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Migration_CloneRange_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(CloneRangeRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(MigrationServer).CloneRange(m, &grpc.GenericServerStream[CloneRangeRequest, CloneRangeChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Migration_CloneRangeServer = grpc.ServerStreamingServer[CloneRangeChunk]
+
+func _Migration_TransferMods_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferModsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MigrationServer).TransferMods(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Migration_TransferMods_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MigrationServer).TransferMods(ctx, req.(*TransferModsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Migration_EnterCriticalSection_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CriticalSectionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MigrationServer).EnterCriticalSection(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Migration_EnterCriticalSection_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MigrationServer).EnterCriticalSection(ctx, req.(*CriticalSectionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Migration_LeaveCriticalSection_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaveCriticalSectionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MigrationServer).LeaveCriticalSection(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Migration_LeaveCriticalSection_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MigrationServer).LeaveCriticalSection(ctx, req.(*LeaveCriticalSectionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Migration_EndMigration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EndMigrationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MigrationServer).EndMigration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Migration_EndMigration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MigrationServer).EndMigration(ctx, req.(*EndMigrationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Migration_DeleteRange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteRangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MigrationServer).DeleteRange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Migration_DeleteRange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MigrationServer).DeleteRange(ctx, req.(*DeleteRangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Migration_ServiceDesc is the grpc.ServiceDesc for Migration service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Migration_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "psdb.shard.v1.Migration",
+	HandlerType: (*MigrationServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "StartMigration",
+			Handler:    _Migration_StartMigration_Handler,
+		},
+		{
+			MethodName: "TransferMods",
+			Handler:    _Migration_TransferMods_Handler,
+		},
+		{
+			MethodName: "EnterCriticalSection",
+			Handler:    _Migration_EnterCriticalSection_Handler,
+		},
+		{
+			MethodName: "LeaveCriticalSection",
+			Handler:    _Migration_LeaveCriticalSection_Handler,
+		},
+		{
+			MethodName: "EndMigration",
+			Handler:    _Migration_EndMigration_Handler,
+		},
+		{
+			MethodName: "DeleteRange",
+			Handler:    _Migration_DeleteRange_Handler,
+		},
+	},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "CloneRange",
+			Handler:       _Migration_CloneRange_Handler,
 			ServerStreams: true,
 		},
 	},
