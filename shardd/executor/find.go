@@ -135,7 +135,7 @@ func (x *Executor) Find(ctx context.Context, ns string, spec FindSpec) (*Cursor,
 		snap.Close()
 		return nil, err
 	}
-	c := &Cursor{snap: snap, plan: pl, p: p, ns: ns, ctx: ctx}
+	c := &Cursor{snap: snap, plan: pl, p: p, ns: ns, ctx: ctx, owns: ownershipOf(ctx)}
 	if pl.NeedsSort() {
 		if err := c.sortAll(); err != nil {
 			c.Close()
@@ -163,6 +163,7 @@ type Cursor struct {
 	plan *plan.Plan
 	p    *parsed
 	ns   string
+	owns func(bson.Raw) bool // ownership filter (ownership.go); nil: every document
 
 	ranges   []plan.Range // index ranges still to scan
 	it       *storage.Iter
@@ -295,6 +296,9 @@ func (c *Cursor) scanNext() (bson.Raw, bool) {
 					continue
 				}
 				c.seen[id] = struct{}{}
+			}
+			if c.owns != nil && !c.owns(c.it.Doc()) {
+				continue // an orphan: a chunk this shard does not own
 			}
 			return c.it.Doc(), true
 		}

@@ -75,6 +75,10 @@ func (s *Server) Find(ctx context.Context, req *shardpb.FindRequest) (*shardpb.C
 		cancel()
 		return nil, err
 	}
+	if cctx, err = s.withOwnership(cctx, req.GetNs(), req.GetShardVersion()); err != nil { // orphans (migration.go)
+		cancel()
+		return nil, err
+	}
 	cur, err := s.exec.Find(cctx, req.GetNs(), spec)
 	if err != nil {
 		cancel()
@@ -179,6 +183,9 @@ func (s *Server) Count(ctx context.Context, req *shardpb.CountRequest) (*shardpb
 	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), false); err != nil {
 		return nil, err
 	}
+	if ctx, err = s.withOwnership(ctx, req.GetNs(), req.GetShardVersion()); err != nil { // orphans (migration.go)
+		return nil, err
+	}
 	filter, err := doc("filter", req.GetFilter())
 	if err != nil {
 		return nil, err
@@ -210,6 +217,9 @@ func (s *Server) Distinct(ctx context.Context, req *shardpb.DistinctRequest) (*s
 		return nil, err
 	}
 	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), false); err != nil {
+		return nil, err
+	}
+	if ctx, err = s.withOwnership(ctx, req.GetNs(), req.GetShardVersion()); err != nil { // orphans (migration.go)
 		return nil, err
 	}
 	filter, err := doc("query", req.GetFilter())
@@ -244,6 +254,9 @@ func (s *Server) Aggregate(ctx context.Context, req *shardpb.AggregateRequest) (
 		return nil, err
 	}
 	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), false); err != nil {
+		return nil, err
+	}
+	if ctx, err = s.withOwnership(ctx, req.GetNs(), req.GetShardVersion()); err != nil { // orphans (migration.go)
 		return nil, err
 	}
 	pipeline, err := docs("pipeline", req.GetPipeline())

@@ -1,20 +1,21 @@
 // Package server is shardd's gRPC service: it serves the Shard service of
 // proto/shard.proto (document operations, cursors, catalog commands) over
 // one storage engine and its query executor, plus the standard gRPC health
-// service, and registers the Replication service: with Options.Replication
-// (see NewReplication) it streams the oplog to secondaries and collects
-// their progress; without it every Replication method answers
-// Unimplemented.
+// service, and registers the Replication service (with Options.Replication,
+// see NewReplication: the oplog stream, progress, clone and rollback, and
+// through its Coordinator votes, status and step-down) and the Migration
+// service (migration.go: the donor's side of a chunk move).
 //
 // Handlers return plain Go errors (*mongoerr.Error for everything a client
 // may see); one interceptor (dispatch) turns them into gRPC statuses with
 // pkg/rpcerr, recovers panics, and logs one line per slow operation. Per
 // statement write errors travel inside the WriteReply, never as a status.
 //
-// What this package must never do: decide replication roles, check chunk
-// ownership, or talk to other nodes. Shard versions are checked through
-// the VersionChecker of Options.Versions (versions.go), which owns the
-// catalog side.
+// What this package must never do: decide replication roles (the
+// Coordinator does), decide chunk ownership (the VersionChecker of
+// Options.Versions does, versions.go; this package only applies its
+// version check and its ownership filter to versioned requests), or talk
+// to other nodes.
 package server
 
 import (
@@ -87,6 +88,8 @@ type Server struct {
 	repl    shardpb.ReplicationServer
 	// versions is Options.Versions (nil: not checked).
 	versions VersionChecker
+	// migration serves the Migration service (migration.go).
+	migration *migrationService
 }
 
 // New returns a Server over opts.Engine and starts its cursor reaper.
@@ -109,6 +112,7 @@ func New(opts Options) (*Server, error) {
 		repl:   opts.Replication,
 	}
 	s.versions = opts.Versions
+	s.migration = newMigrationService(s)
 	if s.repl == nil {
 		s.repl = replicationNotBuilt{}
 	}
@@ -132,6 +136,7 @@ func (s *Server) NewGRPCServer(extra ...grpc.ServerOption) *grpc.Server {
 	g := grpc.NewServer(opts...)
 	shardpb.RegisterShardServer(g, s)
 	shardpb.RegisterReplicationServer(g, s.repl)
+	shardpb.RegisterMigrationServer(g, s.migration)
 	healthpb.RegisterHealthServer(g, s.health)
 	return g
 }
@@ -154,6 +159,7 @@ func (s *Server) SetServing(serving bool) {
 func (s *Server) Close() error {
 	s.health.Shutdown()
 	s.cursors.close()
+	s.migration.close()
 	return nil
 }
 

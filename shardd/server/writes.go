@@ -67,6 +67,11 @@ func (s *Server) Insert(ctx context.Context, req *shardpb.InsertRequest) (*shard
 	if err := s.checkWritable(); err != nil {
 		return nil, err
 	}
+	done, err := s.beginMigrationWrite(ctx, req.GetNs(), req.GetDocuments()) // migration critical sections (migration.go)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), true); err != nil {
 		return nil, err
 	}
@@ -108,6 +113,11 @@ func (s *Server) Update(ctx context.Context, req *shardpb.UpdateRequest) (*shard
 	if err := s.checkWritable(); err != nil {
 		return nil, err
 	}
+	done, err := s.beginMigrationWrite(ctx, req.GetNs(), nil) // migration critical sections (migration.go)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), true); err != nil {
 		return nil, err
 	}
@@ -174,6 +184,11 @@ func (s *Server) Delete(ctx context.Context, req *shardpb.DeleteRequest) (*shard
 	if err := s.checkWritable(); err != nil {
 		return nil, err
 	}
+	done, err := s.beginMigrationWrite(ctx, req.GetNs(), nil) // migration critical sections (migration.go)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), true); err != nil {
 		return nil, err
 	}
@@ -216,6 +231,11 @@ func (s *Server) FindAndModify(ctx context.Context, req *shardpb.FindAndModifyRe
 	if err := s.checkWritable(); err != nil {
 		return nil, err
 	}
+	done, merr := s.beginMigrationWrite(ctx, req.GetNs(), nil) // migration critical sections (migration.go)
+	if merr != nil {
+		return nil, merr
+	}
+	defer done()
 	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), true); err != nil {
 		return nil, err
 	}
