@@ -50,14 +50,8 @@ func batchSize(set bool, n int32, def int) (int, error) {
 // Find runs a query and returns its first batch; the rest stays in a
 // server-side cursor (reading one snapshot) unless it fits.
 func (s *Server) Find(ctx context.Context, req *shardpb.FindRequest) (*shardpb.CursorReply, error) {
-	if err := s.checkReadable(req.GetReadOptions()); err != nil {
-		return nil, err
-	}
 	spec, err := findSpec(req)
 	if err != nil {
-		return nil, err
-	}
-	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), false); err != nil {
 		return nil, err
 	}
 	n, err := batchSize(req.BatchSize != nil, req.GetBatchSize(), DefaultFirstBatch)
@@ -71,11 +65,7 @@ func (s *Server) Find(ctx context.Context, req *shardpb.FindRequest) (*shardpb.C
 	cctx, cancel := s.cursors.context()
 	stop := context.AfterFunc(ctx, cancel) // a cancelled call kills its cursor
 	defer stop()
-	if cctx, err = s.readContext(cctx, req.GetReadOptions()); err != nil {
-		cancel()
-		return nil, err
-	}
-	if cctx, err = s.withOwnership(cctx, req.GetNs(), req.GetShardVersion()); err != nil { // orphans (migration.go)
+	if cctx, err = s.beginRead(cctx, req); err != nil {
 		cancel()
 		return nil, err
 	}
@@ -170,20 +160,8 @@ func (s *Server) KillCursors(_ context.Context, req *shardpb.KillCursorsRequest)
 
 // Count counts matching documents after skip and limit.
 func (s *Server) Count(ctx context.Context, req *shardpb.CountRequest) (*shardpb.CountReply, error) {
-	if err := s.checkReadable(req.GetReadOptions()); err != nil {
-		return nil, err
-	}
-	ctx, err := s.readContext(ctx, req.GetReadOptions())
+	ctx, err := s.beginRead(ctx, req)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkNS(req.GetNs()); err != nil {
-		return nil, err
-	}
-	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), false); err != nil {
-		return nil, err
-	}
-	if ctx, err = s.withOwnership(ctx, req.GetNs(), req.GetShardVersion()); err != nil { // orphans (migration.go)
 		return nil, err
 	}
 	filter, err := doc("filter", req.GetFilter())
@@ -206,20 +184,8 @@ func (s *Server) Count(ctx context.Context, req *shardpb.CountRequest) (*shardpb
 
 // Distinct returns the distinct values of a field as one BSON array.
 func (s *Server) Distinct(ctx context.Context, req *shardpb.DistinctRequest) (*shardpb.DistinctReply, error) {
-	if err := s.checkReadable(req.GetReadOptions()); err != nil {
-		return nil, err
-	}
-	ctx, err := s.readContext(ctx, req.GetReadOptions())
+	ctx, err := s.beginRead(ctx, req)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkNS(req.GetNs()); err != nil {
-		return nil, err
-	}
-	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), false); err != nil {
-		return nil, err
-	}
-	if ctx, err = s.withOwnership(ctx, req.GetNs(), req.GetShardVersion()); err != nil { // orphans (migration.go)
 		return nil, err
 	}
 	filter, err := doc("query", req.GetFilter())
@@ -243,20 +209,8 @@ func (s *Server) Distinct(ctx context.Context, req *shardpb.DistinctRequest) (*s
 
 // Aggregate runs a pipeline and serves its results through a cursor.
 func (s *Server) Aggregate(ctx context.Context, req *shardpb.AggregateRequest) (*shardpb.CursorReply, error) {
-	if err := s.checkReadable(req.GetReadOptions()); err != nil {
-		return nil, err
-	}
-	ctx, err := s.readContext(ctx, req.GetReadOptions())
+	ctx, err := s.beginRead(ctx, req)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkNS(req.GetNs()); err != nil {
-		return nil, err
-	}
-	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), false); err != nil {
-		return nil, err
-	}
-	if ctx, err = s.withOwnership(ctx, req.GetNs(), req.GetShardVersion()); err != nil { // orphans (migration.go)
 		return nil, err
 	}
 	pipeline, err := docs("pipeline", req.GetPipeline())

@@ -61,20 +61,11 @@ func (s *Server) opTime(wrote bool) *shardpb.OpTime {
 // Insert inserts documents, creating the collection if needed. Each
 // document is checked on its own; failures are write errors by index.
 func (s *Server) Insert(ctx context.Context, req *shardpb.InsertRequest) (*shardpb.WriteReply, error) {
-	if err := checkNS(req.GetNs()); err != nil {
-		return nil, err
-	}
-	if err := s.checkWritable(); err != nil {
-		return nil, err
-	}
-	done, err := s.beginMigrationWrite(ctx, req.GetNs(), req.GetDocuments()) // migration critical sections (migration.go)
+	done, err := s.beginWrite(ctx, req, req.GetDocuments())
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), true); err != nil {
-		return nil, err
-	}
 	if n := len(req.GetDocuments()); n == 0 || n > maxWriteBatch {
 		return nil, mongoerr.New(mongoerr.InvalidLength, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatch, n)
 	}
@@ -107,20 +98,11 @@ func (s *Server) Insert(ctx context.Context, req *shardpb.InsertRequest) (*shard
 // Update runs update statements in order; ordered stops at the first
 // failed statement.
 func (s *Server) Update(ctx context.Context, req *shardpb.UpdateRequest) (*shardpb.WriteReply, error) {
-	if err := checkNS(req.GetNs()); err != nil {
-		return nil, err
-	}
-	if err := s.checkWritable(); err != nil {
-		return nil, err
-	}
-	done, err := s.beginMigrationWrite(ctx, req.GetNs(), nil) // migration critical sections (migration.go)
+	done, err := s.beginWrite(ctx, req, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), true); err != nil {
-		return nil, err
-	}
 	if n := len(req.GetUpdates()); n == 0 || n > maxWriteBatch {
 		return nil, mongoerr.New(mongoerr.InvalidLength, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatch, n)
 	}
@@ -178,20 +160,11 @@ func updateSpec(st *shardpb.UpdateStatement) (executor.UpdateSpec, error) {
 // Delete runs delete statements in order; ordered stops at the first
 // failed statement.
 func (s *Server) Delete(ctx context.Context, req *shardpb.DeleteRequest) (*shardpb.WriteReply, error) {
-	if err := checkNS(req.GetNs()); err != nil {
-		return nil, err
-	}
-	if err := s.checkWritable(); err != nil {
-		return nil, err
-	}
-	done, err := s.beginMigrationWrite(ctx, req.GetNs(), nil) // migration critical sections (migration.go)
+	done, err := s.beginWrite(ctx, req, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), true); err != nil {
-		return nil, err
-	}
 	if n := len(req.GetDeletes()); n == 0 || n > maxWriteBatch {
 		return nil, mongoerr.New(mongoerr.InvalidLength, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatch, n)
 	}
@@ -225,20 +198,11 @@ func (s *Server) Delete(ctx context.Context, req *shardpb.DeleteRequest) (*shard
 
 // FindAndModify changes or removes one document and returns it.
 func (s *Server) FindAndModify(ctx context.Context, req *shardpb.FindAndModifyRequest) (*shardpb.FindAndModifyReply, error) {
-	if err := checkNS(req.GetNs()); err != nil {
-		return nil, err
-	}
-	if err := s.checkWritable(); err != nil {
-		return nil, err
-	}
-	done, merr := s.beginMigrationWrite(ctx, req.GetNs(), nil) // migration critical sections (migration.go)
+	done, merr := s.beginWrite(ctx, req, nil)
 	if merr != nil {
 		return nil, merr
 	}
 	defer done()
-	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), true); err != nil {
-		return nil, err
-	}
 	var spec executor.FindAndModifySpec
 	var err error
 	if spec.Filter, err = doc("query", req.GetFilter()); err != nil {

@@ -1,0 +1,67 @@
+package server
+
+import (
+	"context"
+
+	"github.com/psdb/psdb/proto/shardpb"
+)
+
+// The gates every data request passes before any work, in one place so
+// that their order is the same for every handler: what the member may
+// serve (its replication role), what the request names (a valid
+// namespace), what the router believes (its shard version), and, for
+// writes, the migration critical sections; reads also take their read
+// concern and the ownership filter that hides orphans.
+
+// readRequest is what every versioned read carries.
+type readRequest interface {
+	GetNs() string
+	GetReadOptions() *shardpb.ReadOptions
+	GetShardVersion() *shardpb.ShardVersion
+}
+
+// beginRead runs the read gates and returns ctx carrying the read concern
+// (readContext) and the ownership filter (withOwnership) for the executor.
+func (s *Server) beginRead(ctx context.Context, req readRequest) (context.Context, error) {
+	if err := s.checkReadable(req.GetReadOptions()); err != nil {
+		return nil, err
+	}
+	if err := checkNS(req.GetNs()); err != nil {
+		return nil, err
+	}
+	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), false); err != nil {
+		return nil, err
+	}
+	ctx, err := s.readContext(ctx, req.GetReadOptions())
+	if err != nil {
+		return nil, err
+	}
+	return s.withOwnership(ctx, req.GetNs(), req.GetShardVersion()) // orphans (migration.go)
+}
+
+// writeRequest is what every versioned write carries.
+type writeRequest interface {
+	GetNs() string
+	GetShardVersion() *shardpb.ShardVersion
+}
+
+// beginWrite runs the write gates; docs are an insert's documents (nil for
+// other writes: they wait for any critical section of the collection).
+// The caller must call done when the write has finished.
+func (s *Server) beginWrite(ctx context.Context, req writeRequest, docs [][]byte) (done func(), err error) {
+	if err := checkNS(req.GetNs()); err != nil {
+		return nil, err
+	}
+	if err := s.checkWritable(); err != nil {
+		return nil, err
+	}
+	done, err = s.beginMigrationWrite(ctx, req.GetNs(), docs) // migration critical sections (migration.go)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), true); err != nil {
+		done()
+		return nil, err
+	}
+	return done, nil
+}
