@@ -35,6 +35,7 @@ func TestRouter(t *testing.T) {
 	t.Run("CRUD", func(t *testing.T) { testRouterCRUD(t, rc) })
 	t.Run("RegisteredRouters", func(t *testing.T) { testRouterRegistered(t, rc) })
 	t.Run("ReplSetGetStatus", func(t *testing.T) { testRouterReplSetStatus(t, rc) })
+	t.Run("ShardKeyImmutable", func(t *testing.T) { testRouterShardKeyImmutable(t, rc) })
 	t.Run("Conformance", func(t *testing.T) { testRouterConformance(t, rc) })
 	t.Run("SortSkipLimit", func(t *testing.T) { testRouterSortSkipLimit(t, rc) })
 	t.Run("ManyBatches", func(t *testing.T) { testRouterManyBatches(t, rc) })
@@ -108,6 +109,41 @@ func testRouterReplSetStatus(t *testing.T, rc *routerCluster) {
 		}
 		return nil
 	})
+}
+
+// testRouterShardKeyImmutable: an update that would change a document's
+// shard key is refused with ImmutableField (66) and changes nothing; other
+// fields of the same document update normally.
+func testRouterShardKeyImmutable(t *testing.T, rc *routerCluster) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	a := rc.clients[0]
+	for _, c := range []struct {
+		ns  string
+		key bson.D
+	}{{"imm.ranged", bson.D{{Key: "k", Value: 1}}}, {"imm.hashed", bson.D{{Key: "k", Value: "hashed"}}}} {
+		shardCollectionVia(t, ctx, a, c.ns, c.key)
+		coll := a.Database("imm").Collection(c.ns[len("imm."):])
+		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}, {Key: "k", Value: 5}, {Key: "v", Value: 0}}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := coll.UpdateOne(ctx, bson.D{{Key: "k", Value: 5}}, bson.D{{Key: "$set", Value: bson.D{{Key: "k", Value: 600}}}})
+		var we mongo.WriteException
+		if !errors.As(err, &we) || len(we.WriteErrors) != 1 || we.WriteErrors[0].Code != int(mongoerr.ImmutableField) {
+			t.Fatalf("%s: update of the shard key: %v, want ImmutableField", c.ns, err)
+		}
+		_, err = coll.UpdateMany(ctx, bson.D{}, bson.D{{Key: "$inc", Value: bson.D{{Key: "k", Value: 1}}}})
+		if !errors.As(err, &we) || len(we.WriteErrors) != 1 || we.WriteErrors[0].Code != int(mongoerr.ImmutableField) {
+			t.Fatalf("%s: multi update of the shard key: %v, want ImmutableField", c.ns, err)
+		}
+		if _, err := coll.UpdateOne(ctx, bson.D{{Key: "k", Value: 5}}, bson.D{{Key: "$set", Value: bson.D{{Key: "v", Value: 1}}}}); err != nil {
+			t.Fatalf("%s: update of another field: %v", c.ns, err)
+		}
+		var got struct{ K, V int }
+		if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: 1}}).Decode(&got); err != nil || got.K != 5 || got.V != 1 {
+			t.Fatalf("%s: document now %+v (%v), want k 5, v 1", c.ns, got, err)
+		}
+	}
 }
 
 // testRouterCRUD runs the same CRUD script on an unsharded, a hashed and

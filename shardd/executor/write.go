@@ -128,6 +128,9 @@ func (x *Executor) updateOne(ctx context.Context, ns string, id bson.RawValue, f
 	if !changed {
 		return true, false, nil
 	}
+	if err := checkUpdate(ctx, doc, out); err != nil {
+		return true, false, err
+	}
 	if err := x.replace(ctx, ns, id, out, r, UpdateResult{Matched: 1, Modified: 1}); err != nil {
 		return true, false, err
 	}
@@ -331,6 +334,11 @@ func (x *Executor) modifyLocked(ctx context.Context, ns string, id bson.RawValue
 	if !spec.Remove {
 		if out, changed, err = u.Apply(doc, update.ApplyContext{Now: now, MatchPos: pos}); err != nil {
 			return true, err
+		}
+		if changed {
+			if err := checkUpdate(ctx, doc, out); err != nil {
+				return true, err
+			}
 		}
 		if spec.New {
 			shown = out

@@ -3,7 +3,10 @@ package server
 import (
 	"context"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+
 	"github.com/psdb/psdb/proto/shardpb"
+	"github.com/psdb/psdb/shardd/executor"
 )
 
 // The gates every data request passes before any work, in one place so
@@ -64,4 +67,28 @@ func (s *Server) beginWrite(ctx context.Context, req writeRequest, docs [][]byte
 		return nil, err
 	}
 	return done, nil
+}
+
+// shardKeyChecker is the part of the VersionChecker that knows a sharded
+// collection's key (shardd/versions.Checker).
+type shardKeyChecker interface {
+	ShardKeyCheck(ctx context.Context, ns string) (func(before, after bson.Raw) error, error)
+}
+
+// withShardKeyCheck makes a versioned update or findAndModify refuse a
+// change of the document's shard key (ImmutableField), which would leave
+// the document in a chunk its shard does not own.
+func (s *Server) withShardKeyCheck(ctx context.Context, req writeRequest) (context.Context, error) {
+	if req.GetShardVersion() == nil {
+		return ctx, nil
+	}
+	kc, ok := s.versions.(shardKeyChecker)
+	if !ok {
+		return ctx, nil
+	}
+	check, err := kc.ShardKeyCheck(ctx, req.GetNs())
+	if err != nil {
+		return nil, err
+	}
+	return executor.WithUpdateCheck(ctx, check), nil
 }

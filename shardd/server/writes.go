@@ -103,6 +103,9 @@ func (s *Server) Update(ctx context.Context, req *shardpb.UpdateRequest) (*shard
 		return nil, err
 	}
 	defer done()
+	if ctx, err = s.withShardKeyCheck(ctx, req); err != nil {
+		return nil, err
+	}
 	if n := len(req.GetUpdates()); n == 0 || n > maxWriteBatch {
 		return nil, mongoerr.New(mongoerr.InvalidLength, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatch, n)
 	}
@@ -203,6 +206,9 @@ func (s *Server) FindAndModify(ctx context.Context, req *shardpb.FindAndModifyRe
 		return nil, merr
 	}
 	defer done()
+	if ctx, merr = s.withShardKeyCheck(ctx, req); merr != nil {
+		return nil, merr
+	}
 	var spec executor.FindAndModifySpec
 	var err error
 	if spec.Filter, err = doc("query", req.GetFilter()); err != nil {

@@ -9,6 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/psdb/psdb/pkg/catalog"
+	"github.com/psdb/psdb/pkg/mongoerr"
 )
 
 // chunkLister is the part of *catalog.ChunkMap the ownership filter reads.
@@ -76,4 +77,34 @@ func ownedRanges(key catalog.ShardKey, chunks []catalog.Chunk, shard string) fun
 		c := bytes.Compare(enc, spans[i].hi)
 		return c < 0 || (c == 0 && spans[i].toEnd)
 	}
+}
+
+// ShardKeyCheck returns the update check of ns (executor.WithUpdateCheck):
+// it refuses an update whose result changes the document's shard key,
+// with ImmutableField (66) as MongoDB does; nil for an unsharded
+// collection.
+func (c *Checker) ShardKeyCheck(ctx context.Context, ns string) (func(before, after bson.Raw) error, error) {
+	rt, err := c.routing(ctx)
+	if err != nil {
+		return nil, err
+	}
+	coll, ok := rt.Collection(ns)
+	if !ok || !coll.Sharded {
+		return nil, nil
+	}
+	key := coll.Key
+	return func(before, after bson.Raw) error {
+		was, err := key.EncodeDoc(before)
+		if err != nil {
+			return mongoerr.Wrap(err, mongoerr.ImmutableField, "the shard key of the document before the update is unreadable: %v", err)
+		}
+		now, err := key.EncodeDoc(after)
+		if err != nil {
+			return mongoerr.Wrap(err, mongoerr.ImmutableField, "after applying the update, the shard key %s is invalid: %v", key, err)
+		}
+		if !bytes.Equal(was, now) {
+			return mongoerr.New(mongoerr.ImmutableField, "After applying the update, the (immutable) shard key %s was found to have been altered for the document with _id %s", key, before.Lookup("_id"))
+		}
+		return nil
+	}, nil
 }
