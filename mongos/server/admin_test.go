@@ -475,7 +475,7 @@ func asM(v any) bson.M {
 
 // adminCommandNames are the commands (and aliases) of the admin files.
 var adminCommandNames = []string{"addShard", "addshard", "balancerStart", "balancerStatus", "balancerStop", "enableSharding", "enablesharding",
-	"flushRouterConfig", "flushrouterconfig", "getShardMap", "listShards", "listshards",
+	"flushRouterConfig", "flushrouterconfig", "getShardMap", "listShards", "listshards", "moveChunk", "movechunk",
 	"removeShard", "removeshard", "replSetGetStatus", "shardCollection", "shardcollection", "split"}
 
 // withAdminCommands adds adminCommandNames to a sorted command list.

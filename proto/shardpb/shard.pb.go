@@ -5165,6 +5165,309 @@ func (x *DeleteRangeReply) GetDeleted() int64 {
 	return 0
 }
 
+// RecvChunkStartRequest makes the recipient's primary start a migration
+// of range from the donor primary at donor_addr: it opens the donor's
+// session (StartMigration), drops its orphans in the range and creates
+// the collection and indexes.
+type RecvChunkStartRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Range         *MigrationRange        `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	DonorAddr     string                 `protobuf:"bytes,2,opt,name=donor_addr,json=donorAddr,proto3" json:"donor_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecvChunkStartRequest) Reset() {
+	*x = RecvChunkStartRequest{}
+	mi := &file_shard_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecvChunkStartRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecvChunkStartRequest) ProtoMessage() {}
+
+func (x *RecvChunkStartRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecvChunkStartRequest.ProtoReflect.Descriptor instead.
+func (*RecvChunkStartRequest) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *RecvChunkStartRequest) GetRange() *MigrationRange {
+	if x != nil {
+		return x.Range
+	}
+	return nil
+}
+
+func (x *RecvChunkStartRequest) GetDonorAddr() string {
+	if x != nil {
+		return x.DonorAddr
+	}
+	return ""
+}
+
+// RecvChunkRequest names a recipient session. max_lag (catch-up): stop
+// once the donor's remaining entries are at most this (0: drain). abort
+// (end): drop what was copied.
+type RecvChunkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RecvId        string                 `protobuf:"bytes,1,opt,name=recv_id,json=recvId,proto3" json:"recv_id,omitempty"`
+	MaxLag        int64                  `protobuf:"varint,2,opt,name=max_lag,json=maxLag,proto3" json:"max_lag,omitempty"`
+	Abort         bool                   `protobuf:"varint,3,opt,name=abort,proto3" json:"abort,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecvChunkRequest) Reset() {
+	*x = RecvChunkRequest{}
+	mi := &file_shard_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecvChunkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecvChunkRequest) ProtoMessage() {}
+
+func (x *RecvChunkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecvChunkRequest.ProtoReflect.Descriptor instead.
+func (*RecvChunkRequest) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{81}
+}
+
+func (x *RecvChunkRequest) GetRecvId() string {
+	if x != nil {
+		return x.RecvId
+	}
+	return ""
+}
+
+func (x *RecvChunkRequest) GetMaxLag() int64 {
+	if x != nil {
+		return x.MaxLag
+	}
+	return 0
+}
+
+func (x *RecvChunkRequest) GetAbort() bool {
+	if x != nil {
+		return x.Abort
+	}
+	return false
+}
+
+// RecvChunkReply reports a recipient session's progress.
+type RecvChunkReply struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	RecvId         string                 `protobuf:"bytes,1,opt,name=recv_id,json=recvId,proto3" json:"recv_id,omitempty"`
+	DonorSessionId string                 `protobuf:"bytes,2,opt,name=donor_session_id,json=donorSessionId,proto3" json:"donor_session_id,omitempty"`
+	// last_op_time: the recipient's last write for the migration.
+	LastOpTime  *OpTime `protobuf:"bytes,3,opt,name=last_op_time,json=lastOpTime,proto3" json:"last_op_time,omitempty"`
+	ClonedDocs  int64   `protobuf:"varint,4,opt,name=cloned_docs,json=clonedDocs,proto3" json:"cloned_docs,omitempty"`
+	ClonedBytes int64   `protobuf:"varint,5,opt,name=cloned_bytes,json=clonedBytes,proto3" json:"cloned_bytes,omitempty"`
+	ModsApplied int64   `protobuf:"varint,6,opt,name=mods_applied,json=modsApplied,proto3" json:"mods_applied,omitempty"`
+	// remaining: the donor's entries after the last catch-up batch.
+	Remaining int64 `protobuf:"varint,7,opt,name=remaining,proto3" json:"remaining,omitempty"`
+	// deleted: documents dropped by an abort.
+	Deleted       int64 `protobuf:"varint,8,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecvChunkReply) Reset() {
+	*x = RecvChunkReply{}
+	mi := &file_shard_proto_msgTypes[82]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecvChunkReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecvChunkReply) ProtoMessage() {}
+
+func (x *RecvChunkReply) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[82]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecvChunkReply.ProtoReflect.Descriptor instead.
+func (*RecvChunkReply) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{82}
+}
+
+func (x *RecvChunkReply) GetRecvId() string {
+	if x != nil {
+		return x.RecvId
+	}
+	return ""
+}
+
+func (x *RecvChunkReply) GetDonorSessionId() string {
+	if x != nil {
+		return x.DonorSessionId
+	}
+	return ""
+}
+
+func (x *RecvChunkReply) GetLastOpTime() *OpTime {
+	if x != nil {
+		return x.LastOpTime
+	}
+	return nil
+}
+
+func (x *RecvChunkReply) GetClonedDocs() int64 {
+	if x != nil {
+		return x.ClonedDocs
+	}
+	return 0
+}
+
+func (x *RecvChunkReply) GetClonedBytes() int64 {
+	if x != nil {
+		return x.ClonedBytes
+	}
+	return 0
+}
+
+func (x *RecvChunkReply) GetModsApplied() int64 {
+	if x != nil {
+		return x.ModsApplied
+	}
+	return 0
+}
+
+func (x *RecvChunkReply) GetRemaining() int64 {
+	if x != nil {
+		return x.Remaining
+	}
+	return 0
+}
+
+func (x *RecvChunkReply) GetDeleted() int64 {
+	if x != nil {
+		return x.Deleted
+	}
+	return 0
+}
+
+type WaitMajorityRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WaitMajorityRequest) Reset() {
+	*x = WaitMajorityRequest{}
+	mi := &file_shard_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WaitMajorityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WaitMajorityRequest) ProtoMessage() {}
+
+func (x *WaitMajorityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WaitMajorityRequest.ProtoReflect.Descriptor instead.
+func (*WaitMajorityRequest) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{83}
+}
+
+type WaitMajorityReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OpTime        *OpTime                `protobuf:"bytes,1,opt,name=op_time,json=opTime,proto3" json:"op_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WaitMajorityReply) Reset() {
+	*x = WaitMajorityReply{}
+	mi := &file_shard_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WaitMajorityReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WaitMajorityReply) ProtoMessage() {}
+
+func (x *WaitMajorityReply) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WaitMajorityReply.ProtoReflect.Descriptor instead.
+func (*WaitMajorityReply) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{84}
+}
+
+func (x *WaitMajorityReply) GetOpTime() *OpTime {
+	if x != nil {
+		return x.OpTime
+	}
+	return nil
+}
+
 var File_shard_proto protoreflect.FileDescriptor
 
 const file_shard_proto_rawDesc = "" +
@@ -5566,7 +5869,29 @@ const file_shard_proto_rawDesc = "" +
 	"\x05range\x18\x01 \x01(\v2\x1d.psdb.shard.v1.MigrationRangeR\x05range\x12\x12\n" +
 	"\x04wait\x18\x02 \x01(\bR\x04wait\",\n" +
 	"\x10DeleteRangeReply\x12\x18\n" +
-	"\adeleted\x18\x01 \x01(\x03R\adeleted2\xa4\f\n" +
+	"\adeleted\x18\x01 \x01(\x03R\adeleted\"k\n" +
+	"\x15RecvChunkStartRequest\x123\n" +
+	"\x05range\x18\x01 \x01(\v2\x1d.psdb.shard.v1.MigrationRangeR\x05range\x12\x1d\n" +
+	"\n" +
+	"donor_addr\x18\x02 \x01(\tR\tdonorAddr\"Z\n" +
+	"\x10RecvChunkRequest\x12\x17\n" +
+	"\arecv_id\x18\x01 \x01(\tR\x06recvId\x12\x17\n" +
+	"\amax_lag\x18\x02 \x01(\x03R\x06maxLag\x12\x14\n" +
+	"\x05abort\x18\x03 \x01(\bR\x05abort\"\xab\x02\n" +
+	"\x0eRecvChunkReply\x12\x17\n" +
+	"\arecv_id\x18\x01 \x01(\tR\x06recvId\x12(\n" +
+	"\x10donor_session_id\x18\x02 \x01(\tR\x0edonorSessionId\x127\n" +
+	"\flast_op_time\x18\x03 \x01(\v2\x15.psdb.shard.v1.OpTimeR\n" +
+	"lastOpTime\x12\x1f\n" +
+	"\vcloned_docs\x18\x04 \x01(\x03R\n" +
+	"clonedDocs\x12!\n" +
+	"\fcloned_bytes\x18\x05 \x01(\x03R\vclonedBytes\x12!\n" +
+	"\fmods_applied\x18\x06 \x01(\x03R\vmodsApplied\x12\x1c\n" +
+	"\tremaining\x18\a \x01(\x03R\tremaining\x12\x18\n" +
+	"\adeleted\x18\b \x01(\x03R\adeleted\"\x15\n" +
+	"\x13WaitMajorityRequest\"C\n" +
+	"\x11WaitMajorityReply\x12.\n" +
+	"\aop_time\x18\x01 \x01(\v2\x15.psdb.shard.v1.OpTimeR\x06opTime2\xa4\f\n" +
 	"\x05Shard\x12A\n" +
 	"\x06Insert\x12\x1c.psdb.shard.v1.InsertRequest\x1a\x19.psdb.shard.v1.WriteReply\x12A\n" +
 	"\x06Update\x12\x1c.psdb.shard.v1.UpdateRequest\x1a\x19.psdb.shard.v1.WriteReply\x12A\n" +
@@ -5595,7 +5920,7 @@ const file_shard_proto_rawDesc = "" +
 	"\x06Status\x12\x1c.psdb.shard.v1.StatusRequest\x1a\x1a.psdb.shard.v1.StatusReply\x12H\n" +
 	"\bStepDown\x12\x1e.psdb.shard.v1.StepDownRequest\x1a\x1c.psdb.shard.v1.StepDownReply\x12I\n" +
 	"\rCloneSnapshot\x12\x1b.psdb.shard.v1.CloneRequest\x1a\x19.psdb.shard.v1.CloneChunk0\x01\x12J\n" +
-	"\bRollback\x12\x1e.psdb.shard.v1.RollbackRequest\x1a\x1c.psdb.shard.v1.RollbackChunk0\x012\x85\x05\n" +
+	"\bRollback\x12\x1e.psdb.shard.v1.RollbackRequest\x1a\x1c.psdb.shard.v1.RollbackChunk0\x012\xa8\b\n" +
 	"\tMigration\x12Z\n" +
 	"\x0eStartMigration\x12$.psdb.shard.v1.StartMigrationRequest\x1a\".psdb.shard.v1.StartMigrationReply\x12P\n" +
 	"\n" +
@@ -5604,7 +5929,12 @@ const file_shard_proto_rawDesc = "" +
 	"\x14EnterCriticalSection\x12%.psdb.shard.v1.CriticalSectionRequest\x1a#.psdb.shard.v1.CriticalSectionReply\x12g\n" +
 	"\x14LeaveCriticalSection\x12*.psdb.shard.v1.LeaveCriticalSectionRequest\x1a#.psdb.shard.v1.CriticalSectionReply\x12T\n" +
 	"\fEndMigration\x12\".psdb.shard.v1.EndMigrationRequest\x1a .psdb.shard.v1.EndMigrationReply\x12Q\n" +
-	"\vDeleteRange\x12!.psdb.shard.v1.DeleteRangeRequest\x1a\x1f.psdb.shard.v1.DeleteRangeReplyB$Z\"github.com/psdb/psdb/proto/shardpbb\x06proto3"
+	"\vDeleteRange\x12!.psdb.shard.v1.DeleteRangeRequest\x1a\x1f.psdb.shard.v1.DeleteRangeReply\x12U\n" +
+	"\x0eRecvChunkStart\x12$.psdb.shard.v1.RecvChunkStartRequest\x1a\x1d.psdb.shard.v1.RecvChunkReply\x12P\n" +
+	"\x0eRecvChunkClone\x12\x1f.psdb.shard.v1.RecvChunkRequest\x1a\x1d.psdb.shard.v1.RecvChunkReply\x12R\n" +
+	"\x10RecvChunkCatchUp\x12\x1f.psdb.shard.v1.RecvChunkRequest\x1a\x1d.psdb.shard.v1.RecvChunkReply\x12N\n" +
+	"\fRecvChunkEnd\x12\x1f.psdb.shard.v1.RecvChunkRequest\x1a\x1d.psdb.shard.v1.RecvChunkReply\x12T\n" +
+	"\fWaitMajority\x12\".psdb.shard.v1.WaitMajorityRequest\x1a .psdb.shard.v1.WaitMajorityReplyB$Z\"github.com/psdb/psdb/proto/shardpbb\x06proto3"
 
 var (
 	file_shard_proto_rawDescOnce sync.Once
@@ -5618,7 +5948,7 @@ func file_shard_proto_rawDescGZIP() []byte {
 	return file_shard_proto_rawDescData
 }
 
-var file_shard_proto_msgTypes = make([]protoimpl.MessageInfo, 82)
+var file_shard_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
 var file_shard_proto_goTypes = []any{
 	(*ShardVersion)(nil),                // 0: psdb.shard.v1.ShardVersion
 	(*WriteConcern)(nil),                // 1: psdb.shard.v1.WriteConcern
@@ -5700,147 +6030,165 @@ var file_shard_proto_goTypes = []any{
 	(*EndMigrationReply)(nil),           // 77: psdb.shard.v1.EndMigrationReply
 	(*DeleteRangeRequest)(nil),          // 78: psdb.shard.v1.DeleteRangeRequest
 	(*DeleteRangeReply)(nil),            // 79: psdb.shard.v1.DeleteRangeReply
-	nil,                                 // 80: psdb.shard.v1.CollStatsReply.IndexSizesEntry
-	nil,                                 // 81: psdb.shard.v1.ValidateReply.KeysPerIndexEntry
+	(*RecvChunkStartRequest)(nil),       // 80: psdb.shard.v1.RecvChunkStartRequest
+	(*RecvChunkRequest)(nil),            // 81: psdb.shard.v1.RecvChunkRequest
+	(*RecvChunkReply)(nil),              // 82: psdb.shard.v1.RecvChunkReply
+	(*WaitMajorityRequest)(nil),         // 83: psdb.shard.v1.WaitMajorityRequest
+	(*WaitMajorityReply)(nil),           // 84: psdb.shard.v1.WaitMajorityReply
+	nil,                                 // 85: psdb.shard.v1.CollStatsReply.IndexSizesEntry
+	nil,                                 // 86: psdb.shard.v1.ValidateReply.KeysPerIndexEntry
 }
 var file_shard_proto_depIdxs = []int32{
-	1,  // 0: psdb.shard.v1.InsertRequest.write_concern:type_name -> psdb.shard.v1.WriteConcern
-	0,  // 1: psdb.shard.v1.InsertRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
-	3,  // 2: psdb.shard.v1.InsertRequest.session:type_name -> psdb.shard.v1.SessionInfo
-	7,  // 3: psdb.shard.v1.UpdateRequest.updates:type_name -> psdb.shard.v1.UpdateStatement
-	1,  // 4: psdb.shard.v1.UpdateRequest.write_concern:type_name -> psdb.shard.v1.WriteConcern
-	0,  // 5: psdb.shard.v1.UpdateRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
-	3,  // 6: psdb.shard.v1.UpdateRequest.session:type_name -> psdb.shard.v1.SessionInfo
-	9,  // 7: psdb.shard.v1.DeleteRequest.deletes:type_name -> psdb.shard.v1.DeleteStatement
-	1,  // 8: psdb.shard.v1.DeleteRequest.write_concern:type_name -> psdb.shard.v1.WriteConcern
-	0,  // 9: psdb.shard.v1.DeleteRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
-	3,  // 10: psdb.shard.v1.DeleteRequest.session:type_name -> psdb.shard.v1.SessionInfo
-	4,  // 11: psdb.shard.v1.WriteError.error:type_name -> psdb.shard.v1.MongoError
-	11, // 12: psdb.shard.v1.WriteReply.upserted:type_name -> psdb.shard.v1.Upserted
-	12, // 13: psdb.shard.v1.WriteReply.write_errors:type_name -> psdb.shard.v1.WriteError
-	4,  // 14: psdb.shard.v1.WriteReply.write_concern_error:type_name -> psdb.shard.v1.MongoError
-	5,  // 15: psdb.shard.v1.WriteReply.op_time:type_name -> psdb.shard.v1.OpTime
-	1,  // 16: psdb.shard.v1.FindAndModifyRequest.write_concern:type_name -> psdb.shard.v1.WriteConcern
-	0,  // 17: psdb.shard.v1.FindAndModifyRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
-	3,  // 18: psdb.shard.v1.FindAndModifyRequest.session:type_name -> psdb.shard.v1.SessionInfo
-	4,  // 19: psdb.shard.v1.FindAndModifyReply.write_concern_error:type_name -> psdb.shard.v1.MongoError
-	5,  // 20: psdb.shard.v1.FindAndModifyReply.op_time:type_name -> psdb.shard.v1.OpTime
-	2,  // 21: psdb.shard.v1.FindRequest.read_options:type_name -> psdb.shard.v1.ReadOptions
-	0,  // 22: psdb.shard.v1.FindRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
-	2,  // 23: psdb.shard.v1.CountRequest.read_options:type_name -> psdb.shard.v1.ReadOptions
-	0,  // 24: psdb.shard.v1.CountRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
-	2,  // 25: psdb.shard.v1.DistinctRequest.read_options:type_name -> psdb.shard.v1.ReadOptions
-	0,  // 26: psdb.shard.v1.DistinctRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
-	2,  // 27: psdb.shard.v1.AggregateRequest.read_options:type_name -> psdb.shard.v1.ReadOptions
-	0,  // 28: psdb.shard.v1.AggregateRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
-	16, // 29: psdb.shard.v1.ExplainRequest.find:type_name -> psdb.shard.v1.FindRequest
-	0,  // 30: psdb.shard.v1.CreateCollectionRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
-	0,  // 31: psdb.shard.v1.DropCollectionRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
-	0,  // 32: psdb.shard.v1.CreateIndexesRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
-	0,  // 33: psdb.shard.v1.DropIndexesRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
-	39, // 34: psdb.shard.v1.ListCollectionsReply.collections:type_name -> psdb.shard.v1.CollectionInfo
-	80, // 35: psdb.shard.v1.CollStatsReply.index_sizes:type_name -> psdb.shard.v1.CollStatsReply.IndexSizesEntry
-	81, // 36: psdb.shard.v1.ValidateReply.keys_per_index:type_name -> psdb.shard.v1.ValidateReply.KeysPerIndexEntry
-	5,  // 37: psdb.shard.v1.PullOplogRequest.after:type_name -> psdb.shard.v1.OpTime
-	5,  // 38: psdb.shard.v1.OplogBatch.commit_point:type_name -> psdb.shard.v1.OpTime
-	5,  // 39: psdb.shard.v1.OplogBatch.common_point:type_name -> psdb.shard.v1.OpTime
-	5,  // 40: psdb.shard.v1.ProgressRequest.applied:type_name -> psdb.shard.v1.OpTime
-	5,  // 41: psdb.shard.v1.ProgressRequest.durable:type_name -> psdb.shard.v1.OpTime
-	5,  // 42: psdb.shard.v1.ProgressReply.commit_point:type_name -> psdb.shard.v1.OpTime
-	5,  // 43: psdb.shard.v1.VoteRequest.last:type_name -> psdb.shard.v1.OpTime
-	5,  // 44: psdb.shard.v1.VoteReply.last:type_name -> psdb.shard.v1.OpTime
-	5,  // 45: psdb.shard.v1.MemberStatus.applied:type_name -> psdb.shard.v1.OpTime
-	5,  // 46: psdb.shard.v1.MemberStatus.durable:type_name -> psdb.shard.v1.OpTime
-	5,  // 47: psdb.shard.v1.StatusReply.applied:type_name -> psdb.shard.v1.OpTime
-	5,  // 48: psdb.shard.v1.StatusReply.durable:type_name -> psdb.shard.v1.OpTime
-	5,  // 49: psdb.shard.v1.StatusReply.commit_point:type_name -> psdb.shard.v1.OpTime
-	52, // 50: psdb.shard.v1.StatusReply.members:type_name -> psdb.shard.v1.MemberStatus
-	5,  // 51: psdb.shard.v1.RefetchedStatement.op_time:type_name -> psdb.shard.v1.OpTime
-	57, // 52: psdb.shard.v1.RefetchedSession.statements:type_name -> psdb.shard.v1.RefetchedStatement
-	5,  // 53: psdb.shard.v1.RollbackChunk.common_point:type_name -> psdb.shard.v1.OpTime
-	5,  // 54: psdb.shard.v1.RollbackChunk.snapshot_op_time:type_name -> psdb.shard.v1.OpTime
-	56, // 55: psdb.shard.v1.RollbackChunk.docs:type_name -> psdb.shard.v1.RefetchedDoc
-	58, // 56: psdb.shard.v1.RollbackChunk.sessions:type_name -> psdb.shard.v1.RefetchedSession
-	5,  // 57: psdb.shard.v1.CloneChunk.snapshot_op_time:type_name -> psdb.shard.v1.OpTime
-	58, // 58: psdb.shard.v1.CloneChunk.sessions:type_name -> psdb.shard.v1.RefetchedSession
-	65, // 59: psdb.shard.v1.StartMigrationRequest.range:type_name -> psdb.shard.v1.MigrationRange
-	5,  // 60: psdb.shard.v1.StartMigrationReply.snapshot_op_time:type_name -> psdb.shard.v1.OpTime
-	71, // 61: psdb.shard.v1.TransferModsReply.mods:type_name -> psdb.shard.v1.MigrationMod
-	5,  // 62: psdb.shard.v1.TransferModsReply.read_through:type_name -> psdb.shard.v1.OpTime
-	65, // 63: psdb.shard.v1.DeleteRangeRequest.range:type_name -> psdb.shard.v1.MigrationRange
-	6,  // 64: psdb.shard.v1.Shard.Insert:input_type -> psdb.shard.v1.InsertRequest
-	8,  // 65: psdb.shard.v1.Shard.Update:input_type -> psdb.shard.v1.UpdateRequest
-	10, // 66: psdb.shard.v1.Shard.Delete:input_type -> psdb.shard.v1.DeleteRequest
-	14, // 67: psdb.shard.v1.Shard.FindAndModify:input_type -> psdb.shard.v1.FindAndModifyRequest
-	16, // 68: psdb.shard.v1.Shard.Find:input_type -> psdb.shard.v1.FindRequest
-	18, // 69: psdb.shard.v1.Shard.GetMore:input_type -> psdb.shard.v1.GetMoreRequest
-	19, // 70: psdb.shard.v1.Shard.KillCursors:input_type -> psdb.shard.v1.KillCursorsRequest
-	21, // 71: psdb.shard.v1.Shard.Count:input_type -> psdb.shard.v1.CountRequest
-	23, // 72: psdb.shard.v1.Shard.Distinct:input_type -> psdb.shard.v1.DistinctRequest
-	25, // 73: psdb.shard.v1.Shard.Aggregate:input_type -> psdb.shard.v1.AggregateRequest
-	26, // 74: psdb.shard.v1.Shard.Explain:input_type -> psdb.shard.v1.ExplainRequest
-	28, // 75: psdb.shard.v1.Shard.CreateCollection:input_type -> psdb.shard.v1.CreateCollectionRequest
-	30, // 76: psdb.shard.v1.Shard.DropCollection:input_type -> psdb.shard.v1.DropCollectionRequest
-	32, // 77: psdb.shard.v1.Shard.CreateIndexes:input_type -> psdb.shard.v1.CreateIndexesRequest
-	34, // 78: psdb.shard.v1.Shard.DropIndexes:input_type -> psdb.shard.v1.DropIndexesRequest
-	36, // 79: psdb.shard.v1.Shard.ListIndexes:input_type -> psdb.shard.v1.ListIndexesRequest
-	38, // 80: psdb.shard.v1.Shard.ListCollections:input_type -> psdb.shard.v1.ListCollectionsRequest
-	41, // 81: psdb.shard.v1.Shard.CollStats:input_type -> psdb.shard.v1.CollStatsRequest
-	43, // 82: psdb.shard.v1.Shard.Validate:input_type -> psdb.shard.v1.ValidateRequest
-	63, // 83: psdb.shard.v1.Shard.SplitVector:input_type -> psdb.shard.v1.SplitVectorRequest
-	45, // 84: psdb.shard.v1.Replication.PullOplog:input_type -> psdb.shard.v1.PullOplogRequest
-	47, // 85: psdb.shard.v1.Replication.ReportProgress:input_type -> psdb.shard.v1.ProgressRequest
-	49, // 86: psdb.shard.v1.Replication.RequestVote:input_type -> psdb.shard.v1.VoteRequest
-	51, // 87: psdb.shard.v1.Replication.Status:input_type -> psdb.shard.v1.StatusRequest
-	54, // 88: psdb.shard.v1.Replication.StepDown:input_type -> psdb.shard.v1.StepDownRequest
-	61, // 89: psdb.shard.v1.Replication.CloneSnapshot:input_type -> psdb.shard.v1.CloneRequest
-	55, // 90: psdb.shard.v1.Replication.Rollback:input_type -> psdb.shard.v1.RollbackRequest
-	66, // 91: psdb.shard.v1.Migration.StartMigration:input_type -> psdb.shard.v1.StartMigrationRequest
-	68, // 92: psdb.shard.v1.Migration.CloneRange:input_type -> psdb.shard.v1.CloneRangeRequest
-	70, // 93: psdb.shard.v1.Migration.TransferMods:input_type -> psdb.shard.v1.TransferModsRequest
-	73, // 94: psdb.shard.v1.Migration.EnterCriticalSection:input_type -> psdb.shard.v1.CriticalSectionRequest
-	75, // 95: psdb.shard.v1.Migration.LeaveCriticalSection:input_type -> psdb.shard.v1.LeaveCriticalSectionRequest
-	76, // 96: psdb.shard.v1.Migration.EndMigration:input_type -> psdb.shard.v1.EndMigrationRequest
-	78, // 97: psdb.shard.v1.Migration.DeleteRange:input_type -> psdb.shard.v1.DeleteRangeRequest
-	13, // 98: psdb.shard.v1.Shard.Insert:output_type -> psdb.shard.v1.WriteReply
-	13, // 99: psdb.shard.v1.Shard.Update:output_type -> psdb.shard.v1.WriteReply
-	13, // 100: psdb.shard.v1.Shard.Delete:output_type -> psdb.shard.v1.WriteReply
-	15, // 101: psdb.shard.v1.Shard.FindAndModify:output_type -> psdb.shard.v1.FindAndModifyReply
-	17, // 102: psdb.shard.v1.Shard.Find:output_type -> psdb.shard.v1.CursorReply
-	17, // 103: psdb.shard.v1.Shard.GetMore:output_type -> psdb.shard.v1.CursorReply
-	20, // 104: psdb.shard.v1.Shard.KillCursors:output_type -> psdb.shard.v1.KillCursorsReply
-	22, // 105: psdb.shard.v1.Shard.Count:output_type -> psdb.shard.v1.CountReply
-	24, // 106: psdb.shard.v1.Shard.Distinct:output_type -> psdb.shard.v1.DistinctReply
-	17, // 107: psdb.shard.v1.Shard.Aggregate:output_type -> psdb.shard.v1.CursorReply
-	27, // 108: psdb.shard.v1.Shard.Explain:output_type -> psdb.shard.v1.ExplainReply
-	29, // 109: psdb.shard.v1.Shard.CreateCollection:output_type -> psdb.shard.v1.CreateCollectionReply
-	31, // 110: psdb.shard.v1.Shard.DropCollection:output_type -> psdb.shard.v1.DropCollectionReply
-	33, // 111: psdb.shard.v1.Shard.CreateIndexes:output_type -> psdb.shard.v1.CreateIndexesReply
-	35, // 112: psdb.shard.v1.Shard.DropIndexes:output_type -> psdb.shard.v1.DropIndexesReply
-	37, // 113: psdb.shard.v1.Shard.ListIndexes:output_type -> psdb.shard.v1.ListIndexesReply
-	40, // 114: psdb.shard.v1.Shard.ListCollections:output_type -> psdb.shard.v1.ListCollectionsReply
-	42, // 115: psdb.shard.v1.Shard.CollStats:output_type -> psdb.shard.v1.CollStatsReply
-	44, // 116: psdb.shard.v1.Shard.Validate:output_type -> psdb.shard.v1.ValidateReply
-	64, // 117: psdb.shard.v1.Shard.SplitVector:output_type -> psdb.shard.v1.SplitVectorReply
-	46, // 118: psdb.shard.v1.Replication.PullOplog:output_type -> psdb.shard.v1.OplogBatch
-	48, // 119: psdb.shard.v1.Replication.ReportProgress:output_type -> psdb.shard.v1.ProgressReply
-	50, // 120: psdb.shard.v1.Replication.RequestVote:output_type -> psdb.shard.v1.VoteReply
-	53, // 121: psdb.shard.v1.Replication.Status:output_type -> psdb.shard.v1.StatusReply
-	60, // 122: psdb.shard.v1.Replication.StepDown:output_type -> psdb.shard.v1.StepDownReply
-	62, // 123: psdb.shard.v1.Replication.CloneSnapshot:output_type -> psdb.shard.v1.CloneChunk
-	59, // 124: psdb.shard.v1.Replication.Rollback:output_type -> psdb.shard.v1.RollbackChunk
-	67, // 125: psdb.shard.v1.Migration.StartMigration:output_type -> psdb.shard.v1.StartMigrationReply
-	69, // 126: psdb.shard.v1.Migration.CloneRange:output_type -> psdb.shard.v1.CloneRangeChunk
-	72, // 127: psdb.shard.v1.Migration.TransferMods:output_type -> psdb.shard.v1.TransferModsReply
-	74, // 128: psdb.shard.v1.Migration.EnterCriticalSection:output_type -> psdb.shard.v1.CriticalSectionReply
-	74, // 129: psdb.shard.v1.Migration.LeaveCriticalSection:output_type -> psdb.shard.v1.CriticalSectionReply
-	77, // 130: psdb.shard.v1.Migration.EndMigration:output_type -> psdb.shard.v1.EndMigrationReply
-	79, // 131: psdb.shard.v1.Migration.DeleteRange:output_type -> psdb.shard.v1.DeleteRangeReply
-	98, // [98:132] is the sub-list for method output_type
-	64, // [64:98] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	1,   // 0: psdb.shard.v1.InsertRequest.write_concern:type_name -> psdb.shard.v1.WriteConcern
+	0,   // 1: psdb.shard.v1.InsertRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
+	3,   // 2: psdb.shard.v1.InsertRequest.session:type_name -> psdb.shard.v1.SessionInfo
+	7,   // 3: psdb.shard.v1.UpdateRequest.updates:type_name -> psdb.shard.v1.UpdateStatement
+	1,   // 4: psdb.shard.v1.UpdateRequest.write_concern:type_name -> psdb.shard.v1.WriteConcern
+	0,   // 5: psdb.shard.v1.UpdateRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
+	3,   // 6: psdb.shard.v1.UpdateRequest.session:type_name -> psdb.shard.v1.SessionInfo
+	9,   // 7: psdb.shard.v1.DeleteRequest.deletes:type_name -> psdb.shard.v1.DeleteStatement
+	1,   // 8: psdb.shard.v1.DeleteRequest.write_concern:type_name -> psdb.shard.v1.WriteConcern
+	0,   // 9: psdb.shard.v1.DeleteRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
+	3,   // 10: psdb.shard.v1.DeleteRequest.session:type_name -> psdb.shard.v1.SessionInfo
+	4,   // 11: psdb.shard.v1.WriteError.error:type_name -> psdb.shard.v1.MongoError
+	11,  // 12: psdb.shard.v1.WriteReply.upserted:type_name -> psdb.shard.v1.Upserted
+	12,  // 13: psdb.shard.v1.WriteReply.write_errors:type_name -> psdb.shard.v1.WriteError
+	4,   // 14: psdb.shard.v1.WriteReply.write_concern_error:type_name -> psdb.shard.v1.MongoError
+	5,   // 15: psdb.shard.v1.WriteReply.op_time:type_name -> psdb.shard.v1.OpTime
+	1,   // 16: psdb.shard.v1.FindAndModifyRequest.write_concern:type_name -> psdb.shard.v1.WriteConcern
+	0,   // 17: psdb.shard.v1.FindAndModifyRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
+	3,   // 18: psdb.shard.v1.FindAndModifyRequest.session:type_name -> psdb.shard.v1.SessionInfo
+	4,   // 19: psdb.shard.v1.FindAndModifyReply.write_concern_error:type_name -> psdb.shard.v1.MongoError
+	5,   // 20: psdb.shard.v1.FindAndModifyReply.op_time:type_name -> psdb.shard.v1.OpTime
+	2,   // 21: psdb.shard.v1.FindRequest.read_options:type_name -> psdb.shard.v1.ReadOptions
+	0,   // 22: psdb.shard.v1.FindRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
+	2,   // 23: psdb.shard.v1.CountRequest.read_options:type_name -> psdb.shard.v1.ReadOptions
+	0,   // 24: psdb.shard.v1.CountRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
+	2,   // 25: psdb.shard.v1.DistinctRequest.read_options:type_name -> psdb.shard.v1.ReadOptions
+	0,   // 26: psdb.shard.v1.DistinctRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
+	2,   // 27: psdb.shard.v1.AggregateRequest.read_options:type_name -> psdb.shard.v1.ReadOptions
+	0,   // 28: psdb.shard.v1.AggregateRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
+	16,  // 29: psdb.shard.v1.ExplainRequest.find:type_name -> psdb.shard.v1.FindRequest
+	0,   // 30: psdb.shard.v1.CreateCollectionRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
+	0,   // 31: psdb.shard.v1.DropCollectionRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
+	0,   // 32: psdb.shard.v1.CreateIndexesRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
+	0,   // 33: psdb.shard.v1.DropIndexesRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
+	39,  // 34: psdb.shard.v1.ListCollectionsReply.collections:type_name -> psdb.shard.v1.CollectionInfo
+	85,  // 35: psdb.shard.v1.CollStatsReply.index_sizes:type_name -> psdb.shard.v1.CollStatsReply.IndexSizesEntry
+	86,  // 36: psdb.shard.v1.ValidateReply.keys_per_index:type_name -> psdb.shard.v1.ValidateReply.KeysPerIndexEntry
+	5,   // 37: psdb.shard.v1.PullOplogRequest.after:type_name -> psdb.shard.v1.OpTime
+	5,   // 38: psdb.shard.v1.OplogBatch.commit_point:type_name -> psdb.shard.v1.OpTime
+	5,   // 39: psdb.shard.v1.OplogBatch.common_point:type_name -> psdb.shard.v1.OpTime
+	5,   // 40: psdb.shard.v1.ProgressRequest.applied:type_name -> psdb.shard.v1.OpTime
+	5,   // 41: psdb.shard.v1.ProgressRequest.durable:type_name -> psdb.shard.v1.OpTime
+	5,   // 42: psdb.shard.v1.ProgressReply.commit_point:type_name -> psdb.shard.v1.OpTime
+	5,   // 43: psdb.shard.v1.VoteRequest.last:type_name -> psdb.shard.v1.OpTime
+	5,   // 44: psdb.shard.v1.VoteReply.last:type_name -> psdb.shard.v1.OpTime
+	5,   // 45: psdb.shard.v1.MemberStatus.applied:type_name -> psdb.shard.v1.OpTime
+	5,   // 46: psdb.shard.v1.MemberStatus.durable:type_name -> psdb.shard.v1.OpTime
+	5,   // 47: psdb.shard.v1.StatusReply.applied:type_name -> psdb.shard.v1.OpTime
+	5,   // 48: psdb.shard.v1.StatusReply.durable:type_name -> psdb.shard.v1.OpTime
+	5,   // 49: psdb.shard.v1.StatusReply.commit_point:type_name -> psdb.shard.v1.OpTime
+	52,  // 50: psdb.shard.v1.StatusReply.members:type_name -> psdb.shard.v1.MemberStatus
+	5,   // 51: psdb.shard.v1.RefetchedStatement.op_time:type_name -> psdb.shard.v1.OpTime
+	57,  // 52: psdb.shard.v1.RefetchedSession.statements:type_name -> psdb.shard.v1.RefetchedStatement
+	5,   // 53: psdb.shard.v1.RollbackChunk.common_point:type_name -> psdb.shard.v1.OpTime
+	5,   // 54: psdb.shard.v1.RollbackChunk.snapshot_op_time:type_name -> psdb.shard.v1.OpTime
+	56,  // 55: psdb.shard.v1.RollbackChunk.docs:type_name -> psdb.shard.v1.RefetchedDoc
+	58,  // 56: psdb.shard.v1.RollbackChunk.sessions:type_name -> psdb.shard.v1.RefetchedSession
+	5,   // 57: psdb.shard.v1.CloneChunk.snapshot_op_time:type_name -> psdb.shard.v1.OpTime
+	58,  // 58: psdb.shard.v1.CloneChunk.sessions:type_name -> psdb.shard.v1.RefetchedSession
+	65,  // 59: psdb.shard.v1.StartMigrationRequest.range:type_name -> psdb.shard.v1.MigrationRange
+	5,   // 60: psdb.shard.v1.StartMigrationReply.snapshot_op_time:type_name -> psdb.shard.v1.OpTime
+	71,  // 61: psdb.shard.v1.TransferModsReply.mods:type_name -> psdb.shard.v1.MigrationMod
+	5,   // 62: psdb.shard.v1.TransferModsReply.read_through:type_name -> psdb.shard.v1.OpTime
+	65,  // 63: psdb.shard.v1.DeleteRangeRequest.range:type_name -> psdb.shard.v1.MigrationRange
+	65,  // 64: psdb.shard.v1.RecvChunkStartRequest.range:type_name -> psdb.shard.v1.MigrationRange
+	5,   // 65: psdb.shard.v1.RecvChunkReply.last_op_time:type_name -> psdb.shard.v1.OpTime
+	5,   // 66: psdb.shard.v1.WaitMajorityReply.op_time:type_name -> psdb.shard.v1.OpTime
+	6,   // 67: psdb.shard.v1.Shard.Insert:input_type -> psdb.shard.v1.InsertRequest
+	8,   // 68: psdb.shard.v1.Shard.Update:input_type -> psdb.shard.v1.UpdateRequest
+	10,  // 69: psdb.shard.v1.Shard.Delete:input_type -> psdb.shard.v1.DeleteRequest
+	14,  // 70: psdb.shard.v1.Shard.FindAndModify:input_type -> psdb.shard.v1.FindAndModifyRequest
+	16,  // 71: psdb.shard.v1.Shard.Find:input_type -> psdb.shard.v1.FindRequest
+	18,  // 72: psdb.shard.v1.Shard.GetMore:input_type -> psdb.shard.v1.GetMoreRequest
+	19,  // 73: psdb.shard.v1.Shard.KillCursors:input_type -> psdb.shard.v1.KillCursorsRequest
+	21,  // 74: psdb.shard.v1.Shard.Count:input_type -> psdb.shard.v1.CountRequest
+	23,  // 75: psdb.shard.v1.Shard.Distinct:input_type -> psdb.shard.v1.DistinctRequest
+	25,  // 76: psdb.shard.v1.Shard.Aggregate:input_type -> psdb.shard.v1.AggregateRequest
+	26,  // 77: psdb.shard.v1.Shard.Explain:input_type -> psdb.shard.v1.ExplainRequest
+	28,  // 78: psdb.shard.v1.Shard.CreateCollection:input_type -> psdb.shard.v1.CreateCollectionRequest
+	30,  // 79: psdb.shard.v1.Shard.DropCollection:input_type -> psdb.shard.v1.DropCollectionRequest
+	32,  // 80: psdb.shard.v1.Shard.CreateIndexes:input_type -> psdb.shard.v1.CreateIndexesRequest
+	34,  // 81: psdb.shard.v1.Shard.DropIndexes:input_type -> psdb.shard.v1.DropIndexesRequest
+	36,  // 82: psdb.shard.v1.Shard.ListIndexes:input_type -> psdb.shard.v1.ListIndexesRequest
+	38,  // 83: psdb.shard.v1.Shard.ListCollections:input_type -> psdb.shard.v1.ListCollectionsRequest
+	41,  // 84: psdb.shard.v1.Shard.CollStats:input_type -> psdb.shard.v1.CollStatsRequest
+	43,  // 85: psdb.shard.v1.Shard.Validate:input_type -> psdb.shard.v1.ValidateRequest
+	63,  // 86: psdb.shard.v1.Shard.SplitVector:input_type -> psdb.shard.v1.SplitVectorRequest
+	45,  // 87: psdb.shard.v1.Replication.PullOplog:input_type -> psdb.shard.v1.PullOplogRequest
+	47,  // 88: psdb.shard.v1.Replication.ReportProgress:input_type -> psdb.shard.v1.ProgressRequest
+	49,  // 89: psdb.shard.v1.Replication.RequestVote:input_type -> psdb.shard.v1.VoteRequest
+	51,  // 90: psdb.shard.v1.Replication.Status:input_type -> psdb.shard.v1.StatusRequest
+	54,  // 91: psdb.shard.v1.Replication.StepDown:input_type -> psdb.shard.v1.StepDownRequest
+	61,  // 92: psdb.shard.v1.Replication.CloneSnapshot:input_type -> psdb.shard.v1.CloneRequest
+	55,  // 93: psdb.shard.v1.Replication.Rollback:input_type -> psdb.shard.v1.RollbackRequest
+	66,  // 94: psdb.shard.v1.Migration.StartMigration:input_type -> psdb.shard.v1.StartMigrationRequest
+	68,  // 95: psdb.shard.v1.Migration.CloneRange:input_type -> psdb.shard.v1.CloneRangeRequest
+	70,  // 96: psdb.shard.v1.Migration.TransferMods:input_type -> psdb.shard.v1.TransferModsRequest
+	73,  // 97: psdb.shard.v1.Migration.EnterCriticalSection:input_type -> psdb.shard.v1.CriticalSectionRequest
+	75,  // 98: psdb.shard.v1.Migration.LeaveCriticalSection:input_type -> psdb.shard.v1.LeaveCriticalSectionRequest
+	76,  // 99: psdb.shard.v1.Migration.EndMigration:input_type -> psdb.shard.v1.EndMigrationRequest
+	78,  // 100: psdb.shard.v1.Migration.DeleteRange:input_type -> psdb.shard.v1.DeleteRangeRequest
+	80,  // 101: psdb.shard.v1.Migration.RecvChunkStart:input_type -> psdb.shard.v1.RecvChunkStartRequest
+	81,  // 102: psdb.shard.v1.Migration.RecvChunkClone:input_type -> psdb.shard.v1.RecvChunkRequest
+	81,  // 103: psdb.shard.v1.Migration.RecvChunkCatchUp:input_type -> psdb.shard.v1.RecvChunkRequest
+	81,  // 104: psdb.shard.v1.Migration.RecvChunkEnd:input_type -> psdb.shard.v1.RecvChunkRequest
+	83,  // 105: psdb.shard.v1.Migration.WaitMajority:input_type -> psdb.shard.v1.WaitMajorityRequest
+	13,  // 106: psdb.shard.v1.Shard.Insert:output_type -> psdb.shard.v1.WriteReply
+	13,  // 107: psdb.shard.v1.Shard.Update:output_type -> psdb.shard.v1.WriteReply
+	13,  // 108: psdb.shard.v1.Shard.Delete:output_type -> psdb.shard.v1.WriteReply
+	15,  // 109: psdb.shard.v1.Shard.FindAndModify:output_type -> psdb.shard.v1.FindAndModifyReply
+	17,  // 110: psdb.shard.v1.Shard.Find:output_type -> psdb.shard.v1.CursorReply
+	17,  // 111: psdb.shard.v1.Shard.GetMore:output_type -> psdb.shard.v1.CursorReply
+	20,  // 112: psdb.shard.v1.Shard.KillCursors:output_type -> psdb.shard.v1.KillCursorsReply
+	22,  // 113: psdb.shard.v1.Shard.Count:output_type -> psdb.shard.v1.CountReply
+	24,  // 114: psdb.shard.v1.Shard.Distinct:output_type -> psdb.shard.v1.DistinctReply
+	17,  // 115: psdb.shard.v1.Shard.Aggregate:output_type -> psdb.shard.v1.CursorReply
+	27,  // 116: psdb.shard.v1.Shard.Explain:output_type -> psdb.shard.v1.ExplainReply
+	29,  // 117: psdb.shard.v1.Shard.CreateCollection:output_type -> psdb.shard.v1.CreateCollectionReply
+	31,  // 118: psdb.shard.v1.Shard.DropCollection:output_type -> psdb.shard.v1.DropCollectionReply
+	33,  // 119: psdb.shard.v1.Shard.CreateIndexes:output_type -> psdb.shard.v1.CreateIndexesReply
+	35,  // 120: psdb.shard.v1.Shard.DropIndexes:output_type -> psdb.shard.v1.DropIndexesReply
+	37,  // 121: psdb.shard.v1.Shard.ListIndexes:output_type -> psdb.shard.v1.ListIndexesReply
+	40,  // 122: psdb.shard.v1.Shard.ListCollections:output_type -> psdb.shard.v1.ListCollectionsReply
+	42,  // 123: psdb.shard.v1.Shard.CollStats:output_type -> psdb.shard.v1.CollStatsReply
+	44,  // 124: psdb.shard.v1.Shard.Validate:output_type -> psdb.shard.v1.ValidateReply
+	64,  // 125: psdb.shard.v1.Shard.SplitVector:output_type -> psdb.shard.v1.SplitVectorReply
+	46,  // 126: psdb.shard.v1.Replication.PullOplog:output_type -> psdb.shard.v1.OplogBatch
+	48,  // 127: psdb.shard.v1.Replication.ReportProgress:output_type -> psdb.shard.v1.ProgressReply
+	50,  // 128: psdb.shard.v1.Replication.RequestVote:output_type -> psdb.shard.v1.VoteReply
+	53,  // 129: psdb.shard.v1.Replication.Status:output_type -> psdb.shard.v1.StatusReply
+	60,  // 130: psdb.shard.v1.Replication.StepDown:output_type -> psdb.shard.v1.StepDownReply
+	62,  // 131: psdb.shard.v1.Replication.CloneSnapshot:output_type -> psdb.shard.v1.CloneChunk
+	59,  // 132: psdb.shard.v1.Replication.Rollback:output_type -> psdb.shard.v1.RollbackChunk
+	67,  // 133: psdb.shard.v1.Migration.StartMigration:output_type -> psdb.shard.v1.StartMigrationReply
+	69,  // 134: psdb.shard.v1.Migration.CloneRange:output_type -> psdb.shard.v1.CloneRangeChunk
+	72,  // 135: psdb.shard.v1.Migration.TransferMods:output_type -> psdb.shard.v1.TransferModsReply
+	74,  // 136: psdb.shard.v1.Migration.EnterCriticalSection:output_type -> psdb.shard.v1.CriticalSectionReply
+	74,  // 137: psdb.shard.v1.Migration.LeaveCriticalSection:output_type -> psdb.shard.v1.CriticalSectionReply
+	77,  // 138: psdb.shard.v1.Migration.EndMigration:output_type -> psdb.shard.v1.EndMigrationReply
+	79,  // 139: psdb.shard.v1.Migration.DeleteRange:output_type -> psdb.shard.v1.DeleteRangeReply
+	82,  // 140: psdb.shard.v1.Migration.RecvChunkStart:output_type -> psdb.shard.v1.RecvChunkReply
+	82,  // 141: psdb.shard.v1.Migration.RecvChunkClone:output_type -> psdb.shard.v1.RecvChunkReply
+	82,  // 142: psdb.shard.v1.Migration.RecvChunkCatchUp:output_type -> psdb.shard.v1.RecvChunkReply
+	82,  // 143: psdb.shard.v1.Migration.RecvChunkEnd:output_type -> psdb.shard.v1.RecvChunkReply
+	84,  // 144: psdb.shard.v1.Migration.WaitMajority:output_type -> psdb.shard.v1.WaitMajorityReply
+	106, // [106:145] is the sub-list for method output_type
+	67,  // [67:106] is the sub-list for method input_type
+	67,  // [67:67] is the sub-list for extension type_name
+	67,  // [67:67] is the sub-list for extension extendee
+	0,   // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_shard_proto_init() }
@@ -5857,7 +6205,7 @@ func file_shard_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shard_proto_rawDesc), len(file_shard_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   82,
+			NumMessages:   87,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

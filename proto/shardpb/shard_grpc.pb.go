@@ -1208,6 +1208,11 @@ const (
 	Migration_LeaveCriticalSection_FullMethodName = "/psdb.shard.v1.Migration/LeaveCriticalSection"
 	Migration_EndMigration_FullMethodName         = "/psdb.shard.v1.Migration/EndMigration"
 	Migration_DeleteRange_FullMethodName          = "/psdb.shard.v1.Migration/DeleteRange"
+	Migration_RecvChunkStart_FullMethodName       = "/psdb.shard.v1.Migration/RecvChunkStart"
+	Migration_RecvChunkClone_FullMethodName       = "/psdb.shard.v1.Migration/RecvChunkClone"
+	Migration_RecvChunkCatchUp_FullMethodName     = "/psdb.shard.v1.Migration/RecvChunkCatchUp"
+	Migration_RecvChunkEnd_FullMethodName         = "/psdb.shard.v1.Migration/RecvChunkEnd"
+	Migration_WaitMajority_FullMethodName         = "/psdb.shard.v1.Migration/WaitMajority"
 )
 
 // MigrationClient is the client API for Migration service.
@@ -1221,6 +1226,15 @@ type MigrationClient interface {
 	LeaveCriticalSection(ctx context.Context, in *LeaveCriticalSectionRequest, opts ...grpc.CallOption) (*CriticalSectionReply, error)
 	EndMigration(ctx context.Context, in *EndMigrationRequest, opts ...grpc.CallOption) (*EndMigrationReply, error)
 	DeleteRange(ctx context.Context, in *DeleteRangeRequest, opts ...grpc.CallOption) (*DeleteRangeReply, error)
+	// Recipient side (served by the recipient's primary, which pulls from
+	// the donor's primary through the calls above).
+	RecvChunkStart(ctx context.Context, in *RecvChunkStartRequest, opts ...grpc.CallOption) (*RecvChunkReply, error)
+	RecvChunkClone(ctx context.Context, in *RecvChunkRequest, opts ...grpc.CallOption) (*RecvChunkReply, error)
+	RecvChunkCatchUp(ctx context.Context, in *RecvChunkRequest, opts ...grpc.CallOption) (*RecvChunkReply, error)
+	RecvChunkEnd(ctx context.Context, in *RecvChunkRequest, opts ...grpc.CallOption) (*RecvChunkReply, error)
+	// WaitMajority waits until this primary's last optime is
+	// majority-committed (the default write concern) and returns it.
+	WaitMajority(ctx context.Context, in *WaitMajorityRequest, opts ...grpc.CallOption) (*WaitMajorityReply, error)
 }
 
 type migrationClient struct {
@@ -1310,6 +1324,56 @@ func (c *migrationClient) DeleteRange(ctx context.Context, in *DeleteRangeReques
 	return out, nil
 }
 
+func (c *migrationClient) RecvChunkStart(ctx context.Context, in *RecvChunkStartRequest, opts ...grpc.CallOption) (*RecvChunkReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecvChunkReply)
+	err := c.cc.Invoke(ctx, Migration_RecvChunkStart_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *migrationClient) RecvChunkClone(ctx context.Context, in *RecvChunkRequest, opts ...grpc.CallOption) (*RecvChunkReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecvChunkReply)
+	err := c.cc.Invoke(ctx, Migration_RecvChunkClone_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *migrationClient) RecvChunkCatchUp(ctx context.Context, in *RecvChunkRequest, opts ...grpc.CallOption) (*RecvChunkReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecvChunkReply)
+	err := c.cc.Invoke(ctx, Migration_RecvChunkCatchUp_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *migrationClient) RecvChunkEnd(ctx context.Context, in *RecvChunkRequest, opts ...grpc.CallOption) (*RecvChunkReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecvChunkReply)
+	err := c.cc.Invoke(ctx, Migration_RecvChunkEnd_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *migrationClient) WaitMajority(ctx context.Context, in *WaitMajorityRequest, opts ...grpc.CallOption) (*WaitMajorityReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WaitMajorityReply)
+	err := c.cc.Invoke(ctx, Migration_WaitMajority_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MigrationServer is the server API for Migration service.
 // All implementations must embed UnimplementedMigrationServer
 // for forward compatibility.
@@ -1321,6 +1385,15 @@ type MigrationServer interface {
 	LeaveCriticalSection(context.Context, *LeaveCriticalSectionRequest) (*CriticalSectionReply, error)
 	EndMigration(context.Context, *EndMigrationRequest) (*EndMigrationReply, error)
 	DeleteRange(context.Context, *DeleteRangeRequest) (*DeleteRangeReply, error)
+	// Recipient side (served by the recipient's primary, which pulls from
+	// the donor's primary through the calls above).
+	RecvChunkStart(context.Context, *RecvChunkStartRequest) (*RecvChunkReply, error)
+	RecvChunkClone(context.Context, *RecvChunkRequest) (*RecvChunkReply, error)
+	RecvChunkCatchUp(context.Context, *RecvChunkRequest) (*RecvChunkReply, error)
+	RecvChunkEnd(context.Context, *RecvChunkRequest) (*RecvChunkReply, error)
+	// WaitMajority waits until this primary's last optime is
+	// majority-committed (the default write concern) and returns it.
+	WaitMajority(context.Context, *WaitMajorityRequest) (*WaitMajorityReply, error)
 	mustEmbedUnimplementedMigrationServer()
 }
 
@@ -1351,6 +1424,21 @@ func (UnimplementedMigrationServer) EndMigration(context.Context, *EndMigrationR
 }
 func (UnimplementedMigrationServer) DeleteRange(context.Context, *DeleteRangeRequest) (*DeleteRangeReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteRange not implemented")
+}
+func (UnimplementedMigrationServer) RecvChunkStart(context.Context, *RecvChunkStartRequest) (*RecvChunkReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecvChunkStart not implemented")
+}
+func (UnimplementedMigrationServer) RecvChunkClone(context.Context, *RecvChunkRequest) (*RecvChunkReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecvChunkClone not implemented")
+}
+func (UnimplementedMigrationServer) RecvChunkCatchUp(context.Context, *RecvChunkRequest) (*RecvChunkReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecvChunkCatchUp not implemented")
+}
+func (UnimplementedMigrationServer) RecvChunkEnd(context.Context, *RecvChunkRequest) (*RecvChunkReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecvChunkEnd not implemented")
+}
+func (UnimplementedMigrationServer) WaitMajority(context.Context, *WaitMajorityRequest) (*WaitMajorityReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method WaitMajority not implemented")
 }
 func (UnimplementedMigrationServer) mustEmbedUnimplementedMigrationServer() {}
 func (UnimplementedMigrationServer) testEmbeddedByValue()                   {}
@@ -1492,6 +1580,96 @@ func _Migration_DeleteRange_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Migration_RecvChunkStart_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecvChunkStartRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MigrationServer).RecvChunkStart(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Migration_RecvChunkStart_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MigrationServer).RecvChunkStart(ctx, req.(*RecvChunkStartRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Migration_RecvChunkClone_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecvChunkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MigrationServer).RecvChunkClone(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Migration_RecvChunkClone_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MigrationServer).RecvChunkClone(ctx, req.(*RecvChunkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Migration_RecvChunkCatchUp_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecvChunkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MigrationServer).RecvChunkCatchUp(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Migration_RecvChunkCatchUp_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MigrationServer).RecvChunkCatchUp(ctx, req.(*RecvChunkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Migration_RecvChunkEnd_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecvChunkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MigrationServer).RecvChunkEnd(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Migration_RecvChunkEnd_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MigrationServer).RecvChunkEnd(ctx, req.(*RecvChunkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Migration_WaitMajority_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WaitMajorityRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MigrationServer).WaitMajority(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Migration_WaitMajority_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MigrationServer).WaitMajority(ctx, req.(*WaitMajorityRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Migration_ServiceDesc is the grpc.ServiceDesc for Migration service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1522,6 +1700,26 @@ var Migration_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteRange",
 			Handler:    _Migration_DeleteRange_Handler,
+		},
+		{
+			MethodName: "RecvChunkStart",
+			Handler:    _Migration_RecvChunkStart_Handler,
+		},
+		{
+			MethodName: "RecvChunkClone",
+			Handler:    _Migration_RecvChunkClone_Handler,
+		},
+		{
+			MethodName: "RecvChunkCatchUp",
+			Handler:    _Migration_RecvChunkCatchUp_Handler,
+		},
+		{
+			MethodName: "RecvChunkEnd",
+			Handler:    _Migration_RecvChunkEnd_Handler,
+		},
+		{
+			MethodName: "WaitMajority",
+			Handler:    _Migration_WaitMajority_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -49,6 +49,7 @@ type migrationService struct {
 
 	mu         sync.Mutex
 	sessions   map[string]*migrationSession
+	recvs      map[string]*recvSession // recipient sessions (migration_recv.go)
 	delRunning bool
 }
 
@@ -78,6 +79,7 @@ func (m *migrationService) close() {
 	for id, ss := range m.sessions {
 		m.endLocked(id, ss)
 	}
+	m.closeRecvsLocked()
 }
 
 func (m *migrationService) endLocked(id string, ss *migrationSession) {
