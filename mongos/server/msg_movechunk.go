@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"time"
 
@@ -127,30 +126,9 @@ func handleMoveChunk(ctx context.Context, s *Server, req *Request) (bson.Raw, er
 	if !ok {
 		return errReply(mongoerr.ShardNotFound, "Could not move chunk in '%s' to shard '%s' because that shard does not exist", a.ns, a.to)
 	}
-	var chunk catalog.Chunk
-	if a.find != nil {
-		vals, err := shardKeyFromQuery(coll.Key, a.find)
-		if err != nil {
-			return ErrorReply(err), nil
-		}
-		if chunk, err = rt.ChunkFor(a.ns, vals); err != nil {
-			return ErrorReply(err), nil
-		}
-	} else {
-		lo, err := shardKeyOf(coll.Key, a.boundsMin)
-		var hi []bson.RawValue
-		if err == nil {
-			hi, err = shardKeyOf(coll.Key, a.boundsMax)
-		}
-		if err != nil {
-			return errReply(mongoerr.BadValue, "shard key bounds [%s,%s) are not valid for shard key pattern %s: %s", a.boundsMin, a.boundsMax, coll.Key, splitErrMsg(err))
-		}
-		if chunk, err = rt.ChunkFor(a.ns, lo); err != nil {
-			return ErrorReply(err), nil
-		}
-		if !bytes.Equal(chunk.MinKey, coll.Key.Encode(lo)) || !bytes.Equal(chunk.MaxKey, coll.Key.Encode(hi)) {
-			return errReply(mongoerr.BadValue, "no chunk found with the shard key bounds [%s, %s)", a.boundsMin, a.boundsMax)
-		}
+	chunk, err := chunkByFindOrBounds(rt, a.ns, coll.Key, a.find, a.boundsMin, a.boundsMax)
+	if err != nil {
+		return ErrorReply(err), nil
 	}
 	if chunk.Shard == to.Name {
 		s.opts.Logger.Info().Str("ns", a.ns).Str("chunk", chunk.String()).Msg("moveChunk: the chunk is already on the destination shard")

@@ -135,28 +135,10 @@ func handleSplit(ctx context.Context, s *Server, req *Request) (bson.Raw, error)
 		if point, err = boundOf(coll.Key, vals); err != nil {
 			return ErrorReply(err), nil
 		}
-	case a.find != nil:
-		vals, err := shardKeyFromQuery(coll.Key, a.find)
-		if err != nil {
-			return ErrorReply(err), nil
-		}
-		if chunk, err = rt.ChunkFor(a.ns, vals); err != nil {
-			return ErrorReply(err), nil
-		}
 	default:
-		lo, err := shardKeyOf(coll.Key, a.boundsMin)
-		var hi []bson.RawValue
-		if err == nil {
-			hi, err = shardKeyOf(coll.Key, a.boundsMax)
-		}
-		if err != nil {
-			return errReply(mongoerr.BadValue, "shard key bounds [%s,%s) are not valid for shard key pattern %s: %s", a.boundsMin, a.boundsMax, coll.Key, splitErrMsg(err))
-		}
-		if chunk, err = rt.ChunkFor(a.ns, lo); err != nil {
+		var err error
+		if chunk, err = chunkByFindOrBounds(rt, a.ns, coll.Key, a.find, a.boundsMin, a.boundsMax); err != nil {
 			return ErrorReply(err), nil
-		}
-		if !bytes.Equal(chunk.MinKey, coll.Key.Encode(lo)) || !bytes.Equal(chunk.MaxKey, coll.Key.Encode(hi)) {
-			return errReply(mongoerr.BadValue, "no chunk found with the shard key bounds [%s, %s)", a.boundsMin, a.boundsMax)
 		}
 	}
 	if point == nil {
@@ -276,4 +258,33 @@ func boundOf(key catalog.ShardKey, vals []bson.RawValue) (bson.Raw, error) {
 		return nil, mongoerr.Wrap(err, mongoerr.InternalError, "encode split point: %v", err)
 	}
 	return b, nil
+}
+
+// chunkByFindOrBounds is the chunk a split or moveChunk names: the one
+// holding the document find describes (an equality on the full shard
+// key), or, without find, the one whose bounds are exactly [min, max).
+func chunkByFindOrBounds(rt Routing, ns string, key catalog.ShardKey, find, min, max bson.Raw) (catalog.Chunk, error) {
+	if find != nil {
+		vals, err := shardKeyFromQuery(key, find)
+		if err != nil {
+			return catalog.Chunk{}, err
+		}
+		return rt.ChunkFor(ns, vals)
+	}
+	lo, err := shardKeyOf(key, min)
+	var hi []bson.RawValue
+	if err == nil {
+		hi, err = shardKeyOf(key, max)
+	}
+	if err != nil {
+		return catalog.Chunk{}, mongoerr.New(mongoerr.BadValue, "shard key bounds [%s,%s) are not valid for shard key pattern %s: %s", min, max, key, splitErrMsg(err))
+	}
+	chunk, err := rt.ChunkFor(ns, lo)
+	if err != nil {
+		return catalog.Chunk{}, err
+	}
+	if !bytes.Equal(chunk.MinKey, key.Encode(lo)) || !bytes.Equal(chunk.MaxKey, key.Encode(hi)) {
+		return catalog.Chunk{}, mongoerr.New(mongoerr.BadValue, "no chunk found with the shard key bounds [%s, %s)", min, max)
+	}
+	return chunk, nil
 }
