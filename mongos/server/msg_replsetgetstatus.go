@@ -9,7 +9,6 @@ import (
 
 	"github.com/psdb/psdb/pkg/catalog"
 	"github.com/psdb/psdb/pkg/mongoerr"
-	"github.com/psdb/psdb/pkg/rpcerr"
 	"github.com/psdb/psdb/pkg/shardclient"
 	"github.com/psdb/psdb/proto/shardpb"
 )
@@ -88,16 +87,11 @@ func shardReplStatus(ctx context.Context, cat *catalog.Catalog, sh catalog.Shard
 	return replStatusDoc(sh, merged, errs)
 }
 
+// memberStatus is one member's Status, bounded by statusTimeout.
 func memberStatus(ctx context.Context, addr string) (*shardpb.StatusReply, error) {
-	c, err := shardclient.Dial(ctx, addr)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	cctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
-	st, err := shardpb.NewReplicationClient(c.Conn()).Status(cctx, &shardpb.StatusRequest{})
-	return st, rpcerr.Error(err)
+	return shardclient.ReplicationStatus(ctx, addr)
 }
 
 // stateCode is replSetGetStatus's numeric state.

@@ -10,10 +10,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/psdb/psdb/pkg/config"
-	"github.com/psdb/psdb/pkg/rpcerr"
 	"github.com/psdb/psdb/pkg/shardclient"
 	"github.com/psdb/psdb/pkg/wire"
-	"github.com/psdb/psdb/proto/shardpb"
 )
 
 // HealthCheck reports whether node serves: nil when healthy, else why not.
@@ -42,7 +40,7 @@ func ShardInfo(cl *config.Cluster) InfoFunc {
 }
 
 func shardInfo(ctx context.Context, cl *config.Cluster, node config.Node) (string, error) {
-	st, err := memberStatus(ctx, node.Addr)
+	st, err := shardclient.ReplicationStatus(ctx, node.Addr)
 	if err != nil {
 		return "", err
 	}
@@ -54,7 +52,7 @@ func shardInfo(ctx context.Context, cl *config.Cluster, node config.Node) (strin
 		lag := "lag ?"
 		if src := st.GetSyncSource(); src != "" {
 			if addr := memberAddr(cl, node.Shard, src); addr != "" {
-				if pst, err := memberStatus(ctx, addr); err == nil {
+				if pst, err := shardclient.ReplicationStatus(ctx, addr); err == nil {
 					for _, m := range pst.GetMembers() {
 						if m.GetName() == node.Name {
 							lag = fmt.Sprintf("lag %dms", m.GetLagMs())
@@ -67,16 +65,6 @@ func shardInfo(ctx context.Context, cl *config.Cluster, node config.Node) (strin
 		return "SECONDARY (no primary) " + at, nil
 	}
 	return st.GetState() + " " + at, nil
-}
-
-func memberStatus(ctx context.Context, addr string) (*shardpb.StatusReply, error) {
-	c, err := shardclient.Dial(ctx, addr)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	st, err := shardpb.NewReplicationClient(c.Conn()).Status(ctx, &shardpb.StatusRequest{})
-	return st, rpcerr.Error(err)
 }
 
 // memberAddr finds the address of member name of shard in cl.
