@@ -118,6 +118,8 @@ func serve(cl *config.Cluster, node config.Node, log zerolog.Logger, readyTimeou
 		return err
 	}
 	defer launcher.ClearReady(node)
+	stopStats := startLoadReporter(ctx, cl, node, log, srv)
+	defer stopStats()
 
 	select {
 	case <-ctx.Done():

@@ -39,9 +39,9 @@ type routerCluster struct {
 
 // newRouterCluster boots the cluster and waits until both routers serve
 // writes on both shards.
-func newRouterCluster(t *testing.T) *routerCluster {
+func newRouterCluster(t *testing.T, opts ...harness.Option) *routerCluster {
 	t.Helper()
-	c := harness.NewCluster(t, harness.WithShards(2), harness.WithMembers(3), harness.WithRouters(2))
+	c := harness.NewCluster(t, append([]harness.Option{harness.WithShards(2), harness.WithMembers(3), harness.WithRouters(2)}, opts...)...)
 	rc := &routerCluster{c: c, cat: catalog.New(c.EtcdClient(t)), routers: c.ByRole(config.RoleRouter, "")}
 	for _, s := range c.Config().Shards {
 		rc.shards = append(rc.shards, s.Name)

@@ -35,6 +35,7 @@ import (
 	"github.com/psdb/psdb/pkg/config"
 	"github.com/psdb/psdb/pkg/launcher"
 	"github.com/psdb/psdb/pkg/logging"
+	"github.com/psdb/psdb/pkg/opstats"
 )
 
 // DefaultStopTimeout bounds the graceful part of a shutdown.
@@ -69,6 +70,7 @@ type flags struct {
 	name          string
 	stopTimeout   time.Duration
 	slowThreshold time.Duration
+	testCommands  bool
 }
 
 func newCommand() *cobra.Command {
@@ -94,6 +96,7 @@ func newCommand() *cobra.Command {
 	cmd.Flags().StringVar(&o.name, "name", "", "this router's name in routers")
 	cmd.Flags().DurationVar(&o.stopTimeout, "stop-timeout", DefaultStopTimeout, "on SIGTERM, how long requests in flight may take to finish before connections are cut")
 	cmd.Flags().DurationVar(&o.slowThreshold, "slow-op-threshold", server.DefaultSlowThreshold, "commands slower than this are logged at info level (negative: never)")
+	cmd.Flags().BoolVar(&o.testCommands, "enable-test-commands", false, "enable test-only commands (configureFailPoint); never in production")
 	config.BindFlags(cmd.Flags())
 	return cmd
 }
@@ -142,7 +145,15 @@ func serve(ctx context.Context, cl *config.Cluster, node config.Node, o flags, l
 	// router answers the handshake (and its health check) at once.
 	backend := server.NewClusterBackend(cl.EtcdEndpoints(), log)
 	defer backend.Close()
+	rec := opstats.NewRecorder(opstats.OpInsert, opstats.OpQuery, opstats.OpUpdate, opstats.OpDelete, opstats.OpGetMore, opstats.OpCommand)
+	bal, err := newBalancer(cl, node, backend, log)
+	if err != nil {
+		return fmt.Errorf("router %s: %w", node.Name, err)
+	}
 	srv := server.New(server.Options{
+		Name:            node.Name,
+		Balancer:        bal,
+		OpStats:         rec,
 		Backend:         backend,
 		Logger:          log,
 		MaxMessageBytes: int32(maxMsg),
@@ -150,6 +161,7 @@ func serve(ctx context.Context, cl *config.Cluster, node config.Node, o flags, l
 		CursorTimeout:   cl.Router.CursorTimeout,
 		CmdLine:         os.Args,
 		Parsed:          parsedOptions(o, node),
+		TestCommands:    o.testCommands,
 	})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -163,6 +175,17 @@ func serve(ctx context.Context, cl *config.Cluster, node config.Node, o flags, l
 		register(regCtx, backend, node, log)
 	}()
 	defer func() { stopReg(); <-regDone }()
+	// The balancer campaigns while the router runs; on the way out it
+	// resigns, so another router leads at once.
+	balCtx, stopBal := context.WithCancel(ctx)
+	balDone := make(chan struct{})
+	go func() {
+		defer close(balDone)
+		_ = bal.Run(balCtx)
+	}()
+	defer func() { stopBal(); <-balDone }()
+	stopStats := startLoadReporter(ctx, cl, log, rec, srv, backend)
+	defer stopStats()
 
 	var serveErr error
 	select {

@@ -154,6 +154,16 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		s.Close()
 		return nil, fmt.Errorf("config server %s: bootstrap of cluster %q: %w", node.Name, cl.Name, err)
 	}
+	bs, err := catalog.New(cli, catalog.WithLogger(log)).ApplyBalancerConfig(bctx, catalog.BalancerConfig{
+		ChunkSizeBytes: cl.Sharding.ChunkSize.Bytes(),
+		Threshold:      cl.Sharding.ImbalanceThreshold,
+		EnabledIfNew:   cl.Sharding.BalancerEnabled,
+	})
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("config server %s: store the balancer settings of cluster.yaml: %w", node.Name, err)
+	}
+	log.Info().Bool("balancerEnabled", bs.Enabled).Int64("chunkSizeBytes", bs.ChunkSizeBytes).Int("threshold", bs.Threshold).Msg("balancer settings")
 	log.Info().Dur("dur", time.Since(start)).Str("cluster", cl.Name).Msg("ready")
 	return s, nil
 }

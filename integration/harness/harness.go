@@ -177,6 +177,8 @@ type spec struct {
 	stopTimeout   time.Duration
 	health        map[config.Role]launcher.HealthCheck
 	only          []config.Role
+	balancer      bool
+	roleArgs      map[config.Role][]string
 }
 
 // Option changes the cluster NewCluster builds.
@@ -201,6 +203,23 @@ func WithRouters(n int) Option { return func(s *spec) { s.routers = n } }
 // (e.g. a tunable: func(c *config.Cluster) { c.Replication.LeaseTTL = 2 * time.Second }).
 func WithEdit(edit func(*config.Cluster)) Option {
 	return func(s *spec) { s.edits = append(s.edits, edit) }
+}
+
+// WithBalancer starts the cluster with its balancer enabled. Without it
+// the generated cluster.yaml sets sharding.balancerEnabled: false, so
+// chunks stay where a test puts them (a test may still run
+// balancerStart).
+func WithBalancer() Option { return func(s *spec) { s.balancer = true } }
+
+// WithRouterArgs adds command-line flags to every router (e.g.
+// "--enable-test-commands" for configureFailPoint).
+func WithRouterArgs(args ...string) Option {
+	return func(s *spec) {
+		if s.roleArgs == nil {
+			s.roleArgs = map[config.Role][]string{}
+		}
+		s.roleArgs[config.RoleRouter] = append(s.roleArgs[config.RoleRouter], args...)
+	}
 }
 
 // WithoutStart writes the cluster.yaml and prepares the handles but starts
@@ -283,6 +302,7 @@ func writeConfig(t testing.TB, dir string, s *spec) string {
 	}
 	path, _, err := config.WriteLocal(dir, spec, func(c *config.Cluster) {
 		c.Log.Level, c.Log.Format = "info", "json"
+		c.Sharding.BalancerEnabled = s.balancer
 		for _, edit := range s.edits {
 			edit(c)
 		}
@@ -327,6 +347,7 @@ func NewCluster(t testing.TB, opts ...Option) *Cluster {
 		StopTimeout:   s.stopTimeout,
 		Health:        s.health,
 		Only:          s.only,
+		RoleArgs:      s.roleArgs,
 		DieWithParent: true,
 		Logger:        testLogger(t),
 	})

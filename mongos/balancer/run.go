@@ -51,6 +51,30 @@ type Elector interface {
 	CampaignBalancer(ctx context.Context, id string, ttl time.Duration) (*catalog.Leadership, error)
 }
 
+// Splitter splits chunks that grew past the maximum chunk size; a round
+// runs it (at most once per Interval) before it plans.
+type Splitter interface {
+	// SplitOversized measures every chunk of coll and splits those larger
+	// than maxBytes (at the median, a hashed chunk at its hash midpoint).
+	// It reports how many chunks it split and the chunks it could not
+	// split although they are too large (jumbo). A failure on one chunk
+	// is returned after the others were tried.
+	SplitOversized(ctx context.Context, coll Collection, maxBytes int64) (SplitResult, error)
+}
+
+// SplitResult is what one SplitOversized call did.
+type SplitResult struct {
+	Split int
+	Jumbo []catalog.Chunk
+}
+
+// Publisher stores the leader's Status where every router reads it
+// (balancerStatus answered by any router); *catalog.Catalog's
+// PutBalancerStatus behind a small adapter implements it.
+type Publisher interface {
+	PublishStatus(ctx context.Context, s Status) error
+}
+
 // Options configure a Balancer.
 type Options struct {
 	// ID names this router in the election (its router id).
@@ -58,6 +82,10 @@ type Options struct {
 	Elector Elector
 	Source  Source
 	Mover   Mover
+	// Splitter (optional) splits oversized chunks before planning.
+	Splitter Splitter
+	// Publisher (optional) receives the status after every change.
+	Publisher Publisher
 	// Interval is the pause after a round that moved nothing or had a
 	// failed move; a round whose moves all succeeded is followed at once
 	// by the next. Default 10 s.
@@ -102,6 +130,14 @@ type Status struct {
 	LastErrors []MoveError
 	// LastExplanation is the planner's explanation of the last round.
 	LastExplanation Explanation
+	// LeaderID is the router that produced this status.
+	LeaderID string
+	// LastRound is when the last round ended.
+	LastRound time.Time
+	// Splits counts chunks split by the balancer's split passes; Jumbo
+	// are the chunks the last pass found too large but unsplittable.
+	Splits int64
+	Jumbo  []catalog.Chunk
 }
 
 // Balancer runs balancing rounds while it leads. Safe for concurrent use:
@@ -110,6 +146,10 @@ type Balancer struct {
 	opts Options
 	log  zerolog.Logger
 	wake chan struct{}
+
+	// lastSplitPass is when the last split pass started; owned by the
+	// goroutine running rounds.
+	lastSplitPass time.Time
 
 	mu      sync.Mutex
 	running bool
@@ -145,7 +185,23 @@ func (b *Balancer) Status() Status {
 	s := b.st
 	s.InFlight = slices.Clone(s.InFlight)
 	s.LastErrors = slices.Clone(s.LastErrors)
+	s.Jumbo = slices.Clone(s.Jumbo)
 	return s
+}
+
+// publish hands the status to the Publisher, if any (best effort: a
+// failure only delays what other routers see).
+func (b *Balancer) publish(ctx context.Context) {
+	if b.opts.Publisher == nil {
+		return
+	}
+	st := b.Status()
+	st.LeaderID = b.opts.ID
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := b.opts.Publisher.PublishStatus(pctx, st); err != nil {
+		b.log.Debug().Err(err).Msg("publish balancer status")
+	}
 }
 
 // Wake makes a leader start its next round now instead of after Interval
@@ -250,7 +306,9 @@ func (b *Balancer) round(ctx context.Context) bool {
 		b.st.InRound = false
 		b.st.InFlight = nil
 		b.st.Rounds++
+		b.st.LastRound = time.Now()
 		b.mu.Unlock()
+		b.publish(ctx)
 	}()
 	state, settings, err := b.opts.Source.Read(ctx)
 	if err != nil {
@@ -260,6 +318,15 @@ func (b *Balancer) round(ctx context.Context) bool {
 		}
 		return false
 	}
+	if b.splitPass(ctx, state, settings) {
+		if state, settings, err = b.opts.Source.Read(ctx); err != nil {
+			if ctx.Err() == nil {
+				b.recordError(Migration{}, fmt.Errorf("read cluster state after splits: %w", err))
+			}
+			return false
+		}
+	}
+	b.markJumbo(&state)
 	migs, ex := plan(state, settings)
 	b.mu.Lock()
 	b.st.Mode = "off"
@@ -274,6 +341,7 @@ func (b *Balancer) round(ctx context.Context) bool {
 		return false
 	}
 	b.log.Info().Int("migrations", len(migs)).Msg("balancer round starts migrations")
+	b.publish(ctx)
 	var g errgroup.Group
 	var failed atomic.Bool
 	for _, m := range migs {
@@ -281,6 +349,7 @@ func (b *Balancer) round(ctx context.Context) bool {
 			start := time.Now()
 			err := b.opts.Mover.Move(ctx, m)
 			b.finish(m)
+			defer b.publish(ctx)
 			ev := b.log.Info()
 			if err != nil {
 				ev = b.log.Warn().Err(err)
@@ -298,6 +367,60 @@ func (b *Balancer) round(ctx context.Context) bool {
 	}
 	_ = g.Wait() // moves record their own errors
 	return !failed.Load()
+}
+
+// splitPass runs the Splitter over every collection when it is due
+// (enabled, and Interval since the last pass) and reports whether it
+// split anything (the round then re-reads the state).
+func (b *Balancer) splitPass(ctx context.Context, state ClusterState, settings Settings) bool {
+	if b.opts.Splitter == nil || !settings.Enabled || settings.ChunkSizeBytes <= 0 ||
+		(!b.lastSplitPass.IsZero() && time.Since(b.lastSplitPass) < b.opts.Interval) {
+		return false
+	}
+	b.lastSplitPass = time.Now()
+	split := 0
+	var jumbo []catalog.Chunk
+	for _, c := range state.Collections {
+		res, err := b.opts.Splitter.SplitOversized(ctx, c, settings.ChunkSizeBytes)
+		split += res.Split
+		jumbo = append(jumbo, res.Jumbo...)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			b.log.Warn().Err(err).Str(logging.FieldNS, c.NS).Msg("balancer split pass")
+			b.recordError(Migration{NS: c.NS}, fmt.Errorf("split pass of %s: %w", c.NS, err))
+		}
+	}
+	b.mu.Lock()
+	b.st.Splits += int64(split)
+	b.st.Jumbo = jumbo
+	b.mu.Unlock()
+	if split > 0 {
+		b.log.Info().Int("split", split).Int("jumbo", len(jumbo)).Dur(logging.FieldDur, time.Since(b.lastSplitPass)).Msg("balancer split oversized chunks")
+	}
+	return split > 0
+}
+
+// markJumbo flags the chunks the last split pass found jumbo, so the
+// planner leaves them where they are.
+func (b *Balancer) markJumbo(state *ClusterState) {
+	b.mu.Lock()
+	jumbo := slices.Clone(b.st.Jumbo)
+	b.mu.Unlock()
+	if len(jumbo) == 0 {
+		return
+	}
+	for ci := range state.Collections {
+		for i := range state.Collections[ci].Chunks {
+			ch := &state.Collections[ci].Chunks[i]
+			for _, j := range jumbo {
+				if j.UUID == ch.UUID && string(j.MinKey) == string(ch.MinKey) && string(j.MaxKey) == string(ch.MaxKey) {
+					ch.Jumbo = true
+				}
+			}
+		}
+	}
 }
 
 func (b *Balancer) setLeader(v bool) {

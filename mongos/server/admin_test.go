@@ -474,9 +474,9 @@ func asM(v any) bson.M {
 }
 
 // adminCommandNames are the commands (and aliases) of the admin files.
-var adminCommandNames = []string{"addShard", "addshard", "balancerStart", "balancerStatus", "balancerStop", "enableSharding", "enablesharding",
-	"flushRouterConfig", "flushrouterconfig", "getShardMap", "listShards", "listshards", "moveChunk", "movechunk",
-	"removeShard", "removeshard", "replSetGetStatus", "shardCollection", "shardcollection", "split"}
+var adminCommandNames = []string{"addShard", "addshard", "balancerStart", "balancerStatus", "balancerStop", "configureFailPoint", "enableSharding", "enablesharding",
+	"flushRouterConfig", "flushrouterconfig", "getShardMap", "listShards", "listshards", "moveChunk", "movechunk", "movePrimary", "moveprimary",
+	"removeShard", "removeshard", "replSetGetStatus", "replSetStepDown", "shardCollection", "shardcollection", "split"}
 
 // withAdminCommands adds adminCommandNames to a sorted command list.
 func withAdminCommands(want []string) []string {

@@ -28,8 +28,7 @@ import (
 const configDBName = "config"
 
 // configCollections are the collections the config database lists. Those
-// PSDB has no data for (locks, tags, changelog, actionlog) are served
-// empty, as a fresh MongoDB cluster has them; any other name reads as an
+// PSDB has no data for (locks, tags, actionlog) are served empty, as a fresh MongoDB cluster has them; any other name reads as an
 // empty collection, as a missing collection does in MongoDB.
 var configCollections = []string{"actionlog", "changelog", "chunks", "collections", "databases", "locks", "mongos", "settings", "shards", "tags", "version"}
 
@@ -256,6 +255,14 @@ func configDocs(ctx context.Context, rt Routing, cat *catalog.Catalog, coll stri
 				{Key: "waiting", Value: true},
 				{Key: "routerId", Value: r.ID},
 			})
+		}
+	case "changelog":
+		entries, err := cat.ListChangelog(ctx)
+		if err != nil {
+			return nil, mongoerr.Wrap(err, mongoerr.HostUnreachable, "read the changelog: %v", err)
+		}
+		for _, e := range entries {
+			out = append(out, changelogDoc(e))
 		}
 	case "settings":
 		bs, err := cat.GetBalancerSettings(ctx)

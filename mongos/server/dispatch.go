@@ -56,6 +56,7 @@ func (s *Server) dispatch(ci *ConnInfo, db string, doc bson.Raw, opQuery bool) (
 	defer func() {
 		dur := time.Since(start)
 		s.stats.count(cmd, reply)
+		s.opts.OpStats.Record(opType(name), dur)
 		ns := db
 		if req != nil && req.NS != "" {
 			ns = req.NS

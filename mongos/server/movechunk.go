@@ -53,6 +53,9 @@ type MoveChunkOptions struct {
 	CriticalSection time.Duration
 	// Logger receives one line per phase.
 	Logger zerolog.Logger
+	// Server names this router in the changelog; Reason says why the
+	// chunk moves ("moveChunk" command, or the balancer's reason).
+	Server, Reason string
 
 	// beforeCommit, when set (tests), runs just before the catalog commit;
 	// afterPhase after each phase that succeeded.
@@ -127,17 +130,38 @@ func MoveChunk(ctx context.Context, ab AdminBackend, cat *catalog.Catalog, ns st
 	if m.o.CriticalSection <= 0 {
 		m.o.CriticalSection = DefaultMoveCriticalSection
 	}
+	m.o.afterPhase = hangAfterPhase(ctx, m.o.afterPhase) // fail point (msg_configurefailpoint.go)
 	m.log = o.Logger.With().Str(logging.FieldOp, "moveChunk").Str(logging.FieldNS, ns).
 		Str("chunk", fmt.Sprintf("[%s, %s)", chunk.Min, chunk.Max)).Str("from", chunk.Shard).Str("to", to).Logger()
+	bounds := []bson.E{{Key: "min", Value: chunk.Min}, {Key: "max", Value: chunk.Max}, {Key: "from", Value: chunk.Shard}, {Key: "to", Value: to}}
+	if o.Reason != "" {
+		bounds = append(bounds, bson.E{Key: "reason", Value: o.Reason})
+	}
+	if chunk.Shard != to {
+		recordChange(ctx, ab, o.Server, "moveChunk.start", ns, m.log, bounds...)
+	}
 	err := m.run(ctx)
 	m.stats.Total = time.Since(m.start)
 	m.stats.Committed = m.committed
+	done := append(bounds,
+		bson.E{Key: "clonedDocs", Value: m.stats.Docs}, bson.E{Key: "clonedBytes", Value: m.stats.Bytes},
+		bson.E{Key: "catchUpMods", Value: m.stats.Mods},
+		bson.E{Key: "criticalSectionMillis", Value: m.stats.CriticalSection.Milliseconds()},
+		bson.E{Key: "totalMillis", Value: m.stats.Total.Milliseconds()})
 	if err != nil {
 		m.log.Warn().Err(err).Dur(logging.FieldDur, m.stats.Total).Bool("committed", m.committed).Msg("migration failed")
+		if chunk.Shard != to {
+			what := "moveChunk.error"
+			if m.committed {
+				what = "moveChunk.commit"
+			}
+			recordChange(ctx, ab, o.Server, what, ns, m.log, append(done, bson.E{Key: "errmsg", Value: err.Error()})...)
+		}
 		return m.stats, err
 	}
 	m.log.Info().Dur(logging.FieldDur, m.stats.Total).Int64("docs", m.stats.Docs).Int64("bytes", m.stats.Bytes).
 		Int64("mods", m.stats.Mods).Dur("criticalSection", m.stats.CriticalSection).Msg("migration done")
+	recordChange(ctx, ab, o.Server, "moveChunk.commit", ns, m.log, done...)
 	return m.stats, nil
 }
 
@@ -201,79 +225,33 @@ func (m *mover) run(ctx context.Context) (err error) {
 			m.abort()
 		}
 	}()
-	if err := m.phase("connect", func() error {
-		var err error
-		if m.rng, err = chunkRange(m.ns, m.key, m.chunk); err != nil {
-			return err
-		}
-		if m.donor, err = migrationPrimary(ctx, m.ab, m.chunk.Shard); err != nil {
-			return err
-		}
-		m.recip, err = migrationPrimary(ctx, m.ab, m.to)
-		return err
-	}); err != nil {
+	if err := m.connect(ctx); err != nil {
 		return err
 	}
-	// start: the recipient opens the donor's session (StartMigration)
-	// and prepares its copy.
-	if err := m.phase("start", func() error {
-		rep, err := m.recip.cli.RecvChunkStart(ctx, &shardpb.RecvChunkStartRequest{Range: m.rng, DonorAddr: m.donor.addr})
-		if err != nil {
-			return err
-		}
-		m.recvID, m.donorSession = rep.GetRecvId(), rep.GetDonorSessionId()
-		return nil
-	}); err != nil {
+	if err := m.startRecv(ctx); err != nil {
 		return err
 	}
-	if err := m.phase("clone", func() error {
-		rep, err := m.recip.cli.RecvChunkClone(ctx, &shardpb.RecvChunkRequest{RecvId: m.recvID})
-		if err == nil {
-			m.note(rep)
-		}
-		return err
-	}); err != nil {
+	if err := m.clone(ctx); err != nil {
 		return err
 	}
-	if err := m.phase("catchUp", func() error {
-		rep, err := m.recip.cli.RecvChunkCatchUp(ctx, &shardpb.RecvChunkRequest{RecvId: m.recvID, MaxLag: m.o.CatchUpLag})
-		if err == nil {
-			m.note(rep)
-		}
-		return err
-	}); err != nil {
+	if err := m.catchUp(ctx, "catchUp", m.o.CatchUpLag); err != nil {
 		return err
 	}
-	if err := m.phase("enterCriticalSection", func() error {
-		m.sectionStart = time.Now()
-		m.inSection = true // a failed call may still have entered: leave it on abort
-		_, err := m.donor.cli.EnterCriticalSection(ctx, &shardpb.CriticalSectionRequest{SessionId: m.donorSession, TimeoutMs: m.o.CriticalSection.Milliseconds()})
-		return err
-	}); err != nil {
+	if err := m.enterCriticalSection(ctx); err != nil {
 		return err
 	}
-	if err := m.phase("drain", func() error {
-		rep, err := m.recip.cli.RecvChunkCatchUp(ctx, &shardpb.RecvChunkRequest{RecvId: m.recvID, MaxLag: 0})
-		if err == nil {
-			m.note(rep)
-		}
-		return err
-	}); err != nil {
+	if err := m.catchUp(ctx, "drain", 0); err != nil {
 		return err
 	}
-	// Both copies majority-committed before the commit: the recipient's
-	// (a failover must not lose what becomes the only owned copy) and
-	// the donor's (the mods were read from its durable oplog).
-	if err := m.phase("majority", func() error {
-		if _, err := m.recip.cli.WaitMajority(ctx, &shardpb.WaitMajorityRequest{}); err != nil {
-			return fmt.Errorf("recipient %s: %w", m.to, err)
-		}
-		if _, err := m.donor.cli.WaitMajority(ctx, &shardpb.WaitMajorityRequest{}); err != nil {
-			return fmt.Errorf("donor %s: %w", m.chunk.Shard, err)
-		}
-		return nil
-	}); err != nil {
+	if err := m.majority(ctx); err != nil {
 		return err
+	}
+	// The donor ends a critical section by itself (as aborted) after
+	// CriticalSection and then lets writes go: a commit after that could
+	// lose them, so none is attempted past half of it.
+	if held := time.Since(m.sectionStart); held > m.o.CriticalSection/2 {
+		return mongoerr.New(mongoerr.ExceededTimeLimit, "migration of %s %s: the critical section has been held %v, more than half its bound %v; aborted",
+			m.ns, m.chunk, held.Round(time.Millisecond), m.o.CriticalSection)
 	}
 	var rev int64
 	if err := m.phase("commit", func() error {
@@ -283,42 +261,129 @@ func (m *mover) run(ctx context.Context) (err error) {
 	}); err != nil {
 		return err
 	}
-	// After the commit: never roll back. The range deletion is recorded
-	// on the donor before its writes are released, so a donor that
-	// crashes from here on still deletes the range (its next primary
-	// resumes the recorded task).
+	// After the commit: never roll back.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), moveCleanupTimeout)
 	defer cancel()
-	_ = m.phase("scheduleRangeDeletion", func() error {
-		_, err := m.donor.cli.DeleteRange(cctx, &shardpb.DeleteRangeRequest{Range: m.rng})
+	m.release(cctx, rev)
+	if err := m.phase("refresh", func() error { return m.ab.Refresh(cctx) }); err != nil {
+		return err
+	}
+	if m.o.WaitForDelete {
+		return m.waitForDelete(ctx)
+	}
+	return nil
+}
+
+// The steps of a migration, in order. MoveChunk runs them for one chunk;
+// movePrimary (moveprimary.go) runs them for every unsharded collection of
+// a database, with the critical section entered before the clone and one
+// catalog commit for all of them.
+
+// connect finds the donor's and the recipient's primaries.
+func (m *mover) connect(ctx context.Context) error {
+	return m.phase("connect", func() error {
+		var err error
+		if m.rng, err = chunkRange(m.ns, m.key, m.chunk); err != nil {
+			return err
+		}
+		if m.donor, err = migrationPrimary(ctx, m.ab, m.chunk.Shard); err != nil {
+			return err
+		}
+		m.recip, err = migrationPrimary(ctx, m.ab, m.to)
 		return err
 	})
+}
+
+// startRecv: the recipient opens the donor's session (StartMigration) and
+// prepares its copy.
+func (m *mover) startRecv(ctx context.Context) error {
+	return m.phase("start", func() error {
+		rep, err := m.recip.cli.RecvChunkStart(ctx, &shardpb.RecvChunkStartRequest{Range: m.rng, DonorAddr: m.donor.addr})
+		if err != nil {
+			return err
+		}
+		m.recvID, m.donorSession = rep.GetRecvId(), rep.GetDonorSessionId()
+		return nil
+	})
+}
+
+// clone copies the range from the donor's snapshot.
+func (m *mover) clone(ctx context.Context) error {
+	return m.phase("clone", func() error {
+		rep, err := m.recip.cli.RecvChunkClone(ctx, &shardpb.RecvChunkRequest{RecvId: m.recvID})
+		if err == nil {
+			m.note(rep)
+		}
+		return err
+	})
+}
+
+// catchUp applies the donor's oplog for the range until at most maxLag
+// entries remain (0: all, the "drain" inside the critical section).
+func (m *mover) catchUp(ctx context.Context, name string, maxLag int64) error {
+	return m.phase(name, func() error {
+		rep, err := m.recip.cli.RecvChunkCatchUp(ctx, &shardpb.RecvChunkRequest{RecvId: m.recvID, MaxLag: maxLag})
+		if err == nil {
+			m.note(rep)
+		}
+		return err
+	})
+}
+
+// enterCriticalSection blocks the donor's writes to the range.
+func (m *mover) enterCriticalSection(ctx context.Context) error {
+	return m.phase("enterCriticalSection", func() error {
+		m.sectionStart = time.Now()
+		m.inSection = true // a failed call may still have entered: leave it on abort
+		_, err := m.donor.cli.EnterCriticalSection(ctx, &shardpb.CriticalSectionRequest{SessionId: m.donorSession, TimeoutMs: m.o.CriticalSection.Milliseconds()})
+		return err
+	})
+}
+
+// majority waits until both copies are majority-committed before the
+// commit: the recipient's (a failover must not lose what becomes the only
+// owned copy) and the donor's (the mods were read from its durable oplog).
+func (m *mover) majority(ctx context.Context) error {
+	return m.phase("majority", func() error {
+		if _, err := m.recip.cli.WaitMajority(ctx, &shardpb.WaitMajorityRequest{}); err != nil {
+			return fmt.Errorf("recipient %s: %w", m.to, err)
+		}
+		if _, err := m.donor.cli.WaitMajority(ctx, &shardpb.WaitMajorityRequest{}); err != nil {
+			return fmt.Errorf("donor %s: %w", m.chunk.Shard, err)
+		}
+		return nil
+	})
+}
+
+// release runs after the commit (ctx must outlive the caller's): the
+// range deletion is recorded on the donor before its writes are released,
+// so a donor that crashes from here on still deletes the range (its next
+// primary resumes the recorded task); then the critical section ends as
+// committed at rev and both sessions end. Failures are logged only.
+func (m *mover) release(ctx context.Context, rev int64) {
+	_ = m.phase("scheduleRangeDeletion", func() error { return m.scheduleRangeDeletion(ctx) })
 	_ = m.phase("leaveCriticalSection", func() error {
-		_, err := m.donor.cli.LeaveCriticalSection(cctx, &shardpb.LeaveCriticalSectionRequest{SessionId: m.donorSession, Committed: true, CommitRevision: rev})
+		_, err := m.donor.cli.LeaveCriticalSection(ctx, &shardpb.LeaveCriticalSectionRequest{SessionId: m.donorSession, Committed: true, CommitRevision: rev})
 		m.inSection = false
 		m.stats.CriticalSection = time.Since(m.sectionStart)
 		return err
 	})
 	_ = m.phase("endSessions", func() error {
-		_, err := m.recip.cli.RecvChunkEnd(cctx, &shardpb.RecvChunkRequest{RecvId: m.recvID})
-		_, err2 := m.donor.cli.EndMigration(cctx, &shardpb.EndMigrationRequest{SessionId: m.donorSession})
+		_, err := m.recip.cli.RecvChunkEnd(ctx, &shardpb.RecvChunkRequest{RecvId: m.recvID})
+		_, err2 := m.donor.cli.EndMigration(ctx, &shardpb.EndMigrationRequest{SessionId: m.donorSession})
 		return errors.Join(err, err2)
 	})
-	if err := m.phase("refresh", func() error { return m.ab.Refresh(cctx) }); err != nil {
-		return err
-	}
-	if m.o.WaitForDelete {
-		if err := m.phase("rangeDeletion", func() error {
-			rep, err := m.donor.cli.DeleteRange(ctx, &shardpb.DeleteRangeRequest{Range: m.rng, Wait: true})
-			if err == nil {
-				m.stats.Deleted = rep.GetDeleted()
-			}
-			return err
-		}); err != nil {
-			return err
+}
+
+// waitForDelete waits until the donor deleted the range.
+func (m *mover) waitForDelete(ctx context.Context) error {
+	return m.phase("rangeDeletion", func() error {
+		rep, err := m.donor.cli.DeleteRange(ctx, &shardpb.DeleteRangeRequest{Range: m.rng, Wait: true})
+		if err == nil {
+			m.stats.Deleted = rep.GetDeleted()
 		}
-	}
-	return nil
+		return err
+	})
 }
 
 // commit commits the move with the collection version read right before
@@ -423,6 +488,8 @@ func (m *mover) abort() {
 type Mover struct {
 	Backend AdminBackend
 	Logger  zerolog.Logger
+	// Server names this router in the changelog.
+	Server string
 }
 
 var _ balancer.Mover = (*Mover)(nil)
@@ -443,7 +510,7 @@ func (mv *Mover) Move(ctx context.Context, mg balancer.Migration) error {
 	if mg.Chunk.Shard != mg.From {
 		return mongoerr.New(mongoerr.ConflictingOperationInProgress, "planned chunk %s is not on donor %s", mg.Chunk, mg.From)
 	}
-	st, err := MoveChunk(ctx, mv.Backend, cat, mg.NS, coll.Key, mg.Chunk, mg.Version.Epoch, mg.To, MoveChunkOptions{Logger: mv.Logger})
+	st, err := MoveChunk(ctx, mv.Backend, cat, mg.NS, coll.Key, mg.Chunk, mg.Version.Epoch, mg.To, MoveChunkOptions{Logger: mv.Logger, Server: mv.Server, Reason: "balancer: " + string(mg.Reason)})
 	if err != nil && st.Committed {
 		// The move is committed (the contract's success); what failed
 		// after it (refreshing this router) is logged by MoveChunk.

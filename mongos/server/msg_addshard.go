@@ -130,6 +130,8 @@ func handleAddShard(ctx context.Context, s *Server, req *Request) (bson.Raw, err
 	if err := ab.Refresh(ctx); err != nil {
 		return ErrorReply(err), nil
 	}
+	recordChange(ctx, ab, s.opts.Name, "addShard", "", s.opts.Logger, bson.E{Key: "name", Value: a.name})
+	s.wakeBalancer()
 	return okReply(bson.E{Key: "shardAdded", Value: a.name})
 }
 

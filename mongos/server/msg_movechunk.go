@@ -138,7 +138,7 @@ func handleMoveChunk(ctx context.Context, s *Server, req *Request) (bson.Raw, er
 		return errReply(mongoerr.IllegalOperation, "Could not move chunk in '%s' to shard '%s' because that shard is draining", a.ns, a.to)
 	}
 	if _, err := MoveChunk(ctx, ab, cat, a.ns, coll.Key, chunk, coll.Epoch, to.Name, MoveChunkOptions{
-		WaitForDelete: a.waitForDelete, Logger: s.opts.Logger,
+		WaitForDelete: a.waitForDelete, Logger: s.opts.Logger, Server: s.opts.Name, Reason: "moveChunk",
 	}); err != nil {
 		return ErrorReply(err), nil
 	}

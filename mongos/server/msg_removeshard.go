@@ -58,6 +58,7 @@ func handleRemoveShard(ctx context.Context, s *Server, req *Request) (bson.Raw, 
 			return ErrorReply(err), nil
 		}
 		started = true
+		s.wakeBalancer()
 	}
 	u, err := cat.GetShardUsage(ctx, name)
 	if err != nil {
@@ -67,6 +68,7 @@ func handleRemoveShard(ctx context.Context, s *Server, req *Request) (bson.Raw, 
 		if err := cat.RemoveShard(ctx, name); err != nil {
 			return ErrorReply(err), nil
 		}
+		recordChange(ctx, ab, s.opts.Name, "removeShard", "", s.opts.Logger, bson.E{Key: "shard", Value: name})
 		if err := ab.Refresh(ctx); err != nil {
 			return ErrorReply(err), nil
 		}

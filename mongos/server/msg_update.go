@@ -72,6 +72,9 @@ func handleUpdate(ctx context.Context, s *Server, req *Request) (bson.Raw, error
 	if err != nil {
 		return ErrorReply(err), nil
 	}
+	if req.DB == configDBName {
+		return s.handleConfigUpdate(ctx, ns, stmts)
+	}
 	b, rep := s.backend()
 	if rep != nil {
 		return rep, nil

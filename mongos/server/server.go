@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/psdb/psdb/pkg/opstats"
 	"github.com/psdb/psdb/pkg/wire"
 )
 
@@ -59,6 +60,18 @@ type Options struct {
 	// ...); nil: they answer NotYetInitialized. The Server does not close
 	// it.
 	Backend Backend
+	// TestCommands enables the test-only commands (configureFailPoint);
+	// off, they answer CommandNotFound.
+	TestCommands bool
+	// OpStats receives every command's type and duration (package
+	// opstats, for the load line); nil records nothing.
+	OpStats *opstats.Recorder
+	// Name is this router's id (cluster.yaml name): it signs changelog
+	// entries.
+	Name string
+	// Balancer is this router's balancer (nil: none runs here); balancerStart
+	// and addShard wake it, balancerStatus reads it.
+	Balancer BalancerHandle
 }
 
 // Server is the router's wire-protocol server. Create it with New, run it

@@ -26,6 +26,12 @@ type BalancerSettings struct {
 	MaxConcurrent int `json:"maxConcurrent"`
 	// ChunkSizeBytes is the size past which a chunk is split.
 	ChunkSizeBytes int64 `json:"chunkSizeBytes"`
+	// FileChunkSizeBytes and FileThreshold are the cluster.yaml values
+	// last applied (ApplyBalancerConfig): a changed file value replaces
+	// the setting, an unchanged one leaves a value set since (an update
+	// of config.settings) alone.
+	FileChunkSizeBytes int64 `json:"fileChunkSizeBytes,omitempty"`
+	FileThreshold      int   `json:"fileThreshold,omitempty"`
 }
 
 // DefaultBalancerSettings are used while none are stored.
@@ -128,4 +134,51 @@ func (c *Catalog) BalancerLeader(ctx context.Context) (string, error) {
 		return "", nil
 	}
 	return string(resp.Kvs[0].Value), nil
+}
+
+// BalancerConfig is the part of the balancer settings that cluster.yaml
+// owns (sharding.chunkSize, sharding.imbalanceThreshold,
+// sharding.balancerEnabled).
+type BalancerConfig struct {
+	ChunkSizeBytes int64
+	Threshold      int
+	// EnabledIfNew is the enabled flag stored when no settings exist
+	// yet; afterwards only balancerStart and balancerStop change it.
+	EnabledIfNew bool
+}
+
+// ApplyBalancerConfig writes the file's settings into the stored ones in
+// one compare-and-swap; the config server calls it at every start. The
+// chunk size and threshold are written when the file's value differs from
+// the one applied last time (so an edited cluster.yaml takes effect on
+// restart, and a value set since with an update of config.settings
+// survives a restart with an unchanged file); enabled only into a new
+// catalog. The window and maxConcurrent are never touched.
+func (c *Catalog) ApplyBalancerConfig(ctx context.Context, bc BalancerConfig) (BalancerSettings, error) {
+	for {
+		s := DefaultBalancerSettings()
+		s.Enabled = bc.EnabledIfNew
+		rev, err := c.getJSON(ctx, c.balancerSettingsKey(), &s)
+		if err != nil && err != ErrNotFound {
+			return BalancerSettings{}, err
+		}
+		if bc.ChunkSizeBytes > 0 && bc.ChunkSizeBytes != s.FileChunkSizeBytes {
+			s.ChunkSizeBytes, s.FileChunkSizeBytes = bc.ChunkSizeBytes, bc.ChunkSizeBytes
+		}
+		if bc.Threshold > 0 && bc.Threshold != s.FileThreshold {
+			s.Threshold, s.FileThreshold = bc.Threshold, bc.Threshold
+		}
+		if s.Threshold < 1 || s.MaxConcurrent < 1 || s.ChunkSizeBytes < 1 {
+			return BalancerSettings{}, invalid("balancer threshold, maxConcurrent and chunkSizeBytes must be positive")
+		}
+		key := c.balancerSettingsKey()
+		cmp := clientv3.Compare(clientv3.ModRevision(key), "=", rev) // 0: absent
+		resp, err := c.cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(key, mustJSON(s))).Commit()
+		if err != nil {
+			return BalancerSettings{}, fmt.Errorf("etcd txn balancer settings: %w", err)
+		}
+		if resp.Succeeded {
+			return s, nil
+		}
+	}
 }

@@ -59,6 +59,10 @@ type Log struct {
 	// Dir holds one JSON log file per node, <Dir>/<node>.log. Empty means
 	// <RunDir>/logs.
 	Dir string `yaml:"dir,omitempty"`
+	// StatsInterval is how often every node logs its load line (ops/s,
+	// latency percentiles, replication state and lag; package opstats).
+	// 0 disables the line.
+	StatsInterval time.Duration `yaml:"statsInterval"`
 }
 
 // ConfigServer is one member of the config server's etcd cluster.
@@ -148,6 +152,10 @@ type Sharding struct {
 	HashedInitialChunksPerShard int `yaml:"hashedInitialChunksPerShard"`
 	// BalancerInterval is the pause between two balancer rounds.
 	BalancerInterval time.Duration `yaml:"balancerInterval"`
+	// BalancerEnabled is whether the balancer runs in a new cluster: the
+	// config server stores it when it first creates the catalog; from then
+	// on only balancerStart and balancerStop change it.
+	BalancerEnabled bool `yaml:"balancerEnabled"`
 	// ImbalanceThreshold is a chunk count: the balancer moves chunks of a
 	// collection while its most loaded shard owns at least this many chunks
 	// more than its least loaded shard. 1 balances as evenly as possible.
@@ -172,6 +180,7 @@ const (
 	DefaultRunDir                      = "run"
 	DefaultLogLevel                    = "info"
 	DefaultLogFormat                   = "console"
+	DefaultLogStatsInterval            = 10 * time.Second
 	DefaultLeaseTTL                    = 1 * time.Second
 	DefaultEtcdHeartbeat               = 100 * time.Millisecond
 	DefaultEtcdElectionTimeout         = 500 * time.Millisecond
@@ -196,8 +205,9 @@ func Default() *Cluster {
 	return &Cluster{
 		RunDir: DefaultRunDir,
 		Log: Log{
-			Level:  DefaultLogLevel,
-			Format: DefaultLogFormat,
+			Level:         DefaultLogLevel,
+			Format:        DefaultLogFormat,
+			StatsInterval: DefaultLogStatsInterval,
 		},
 		Replication: Replication{
 			LeaseTTL:            DefaultLeaseTTL,
@@ -214,6 +224,7 @@ func Default() *Cluster {
 			ChunkSize:                   DefaultChunkSize,
 			HashedInitialChunksPerShard: DefaultHashedInitialChunksPerShard,
 			BalancerInterval:            DefaultBalancerInterval,
+			BalancerEnabled:             true,
 			ImbalanceThreshold:          DefaultImbalanceThreshold,
 			MigrationBatchBytes:         DefaultMigrationBatchBytes,
 		},

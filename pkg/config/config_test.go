@@ -73,6 +73,7 @@ func TestDefaults(t *testing.T) {
 		{"runDir", d.RunDir, "run"},
 		{"log.level", d.Log.Level, "info"},
 		{"log.format", d.Log.Format, "console"},
+		{"log.statsInterval", d.Log.StatsInterval, 10 * time.Second},
 		{"replication.leaseTTL", d.Replication.LeaseTTL, time.Second},
 		{"replication.etcdHeartbeat", d.Replication.EtcdHeartbeat, 100 * time.Millisecond},
 		{"replication.etcdElectionTimeout", d.Replication.EtcdElectionTimeout, 500 * time.Millisecond},
@@ -177,6 +178,7 @@ func TestParseInvalid(t *testing.T) {
 		{"max message too small", doc(section{"router", "{maxMessageBytes: 16MiB}"}), []string{`router.maxMessageBytes: 16MiB is outside`}},
 		{"bad log level", doc(section{"log", "{level: verbose}"}), []string{`log.level: "verbose" is not a level`}},
 		{"bad log format", doc(section{"log", "{format: xml}"}), []string{`log.format: "xml" is not a format`}},
+		{"negative stats interval", doc(section{"log", "{statsInterval: -1s}"}), []string{`log.statsInterval: -1s must not be negative`}},
 		{"missing cluster name", doc(section{"name", ""}), []string{`name: cluster name is required`}},
 		{"bad cluster name", doc(section{"name", "'a/b'"}), []string{`name: cluster name "a/b" may only hold`}},
 		{"bad node name", doc(section{"routers", "[{name: '-r', addr: '127.0.0.1:27017'}]"}), []string{`routers[0].name: node name "-r" may only hold`}},
@@ -216,7 +218,7 @@ func TestParseInvalid(t *testing.T) {
 func TestRoundTrip(t *testing.T) {
 	in := doc(
 		section{"runDir", "/var/psdb"},
-		section{"log", "{level: debug, format: json, dir: /var/log/psdb}"},
+		section{"log", "{level: debug, format: json, dir: /var/log/psdb, statsInterval: 0s}"},
 		section{"shards", "[{name: rs0, members: [{name: a, addr: 'h1.example:1001', dataDir: /x/a}, {name: b, addr: '[::1]:1002'}, {name: c, addr: '10.0.0.1:1003'}]}]"},
 		section{"routers", "[{name: r0, addr: '127.0.0.1:27017'}, {name: r1, addr: '127.0.0.1:27018'}]"},
 		section{"replication", "{leaseTTL: 3s, defaultWriteConcern: 2, oplogRetention: 90m, oplogMaxBytes: 123456789, wTimeout: 5s}"},
@@ -238,7 +240,7 @@ func TestRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(c1, c2) {
 		t.Fatalf("round trip changed the cluster:\n%+v\n%+v\n%s", c1, c2, out)
 	}
-	if c2.Sharding.ChunkSize != 64_000 || c2.Replication.OplogMaxBytes != 123456789 || c2.Replication.DefaultWriteConcern != "2" {
+	if c2.Sharding.ChunkSize != 64_000 || c2.Replication.OplogMaxBytes != 123456789 || c2.Replication.DefaultWriteConcern != "2" || c2.Log.StatsInterval != 0 {
 		t.Fatalf("values not kept: %+v %+v", c2.Sharding, c2.Replication)
 	}
 }

@@ -65,6 +65,7 @@ func (c *Cluster) validateLog(ps *problems) {
 	default:
 		ps.add("log.format", fmt.Sprintf("%q is not a format (console or json)", c.Log.Format))
 	}
+	notNegative(ps, "log.statsInterval", c.Log.StatsInterval)
 }
 
 // seen records which field first used a name, address or directory, to

@@ -68,6 +68,9 @@ type Options struct {
 	// --name: the config flags (--run-dir, --log-level, ...) the launcher
 	// itself was given, so nodes see the same description.
 	Args []string
+	// RoleArgs are added after Args to the command line of every node
+	// of a role (tests: the routers' --enable-test-commands).
+	RoleArgs map[config.Role][]string
 	// StartTimeout bounds the wait for each group of nodes to be healthy.
 	StartTimeout time.Duration
 	// StopTimeout is the wait between SIGTERM and SIGKILL.

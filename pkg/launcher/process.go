@@ -160,6 +160,7 @@ func (p *Process) Start() error {
 		p.logStart = st.Size()
 	}
 	args := append([]string{"--config", p.l.configPath, "--name", p.node.Name}, p.l.opts.Args...)
+	args = append(args, p.l.opts.RoleArgs[p.node.Role]...)
 	cmd := exec.Command(p.bin, args...)
 	cmd.Dir = p.l.opts.Dir
 	cmd.Env = append(os.Environ(), p.l.opts.Env...)

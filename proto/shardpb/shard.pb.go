@@ -4596,11 +4596,14 @@ func (x *CloneRangeRequest) GetSessionId() string {
 // CloneRangeChunk: documents of the range from the snapshot; the last
 // chunk has done and the totals.
 type CloneRangeChunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Documents     [][]byte               `protobuf:"bytes,1,rep,name=documents,proto3" json:"documents,omitempty"`
-	Done          bool                   `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
-	Docs          int64                  `protobuf:"varint,3,opt,name=docs,proto3" json:"docs,omitempty"`
-	Bytes         int64                  `protobuf:"varint,4,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Documents [][]byte               `protobuf:"bytes,1,rep,name=documents,proto3" json:"documents,omitempty"`
+	Done      bool                   `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
+	Docs      int64                  `protobuf:"varint,3,opt,name=docs,proto3" json:"docs,omitempty"`
+	Bytes     int64                  `protobuf:"varint,4,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// statements (last chunk): the snapshot's retryable-write records whose
+	// oplog entries wrote documents of the range.
+	Statements    []*MigrationStatement `protobuf:"bytes,5,rep,name=statements,proto3" json:"statements,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4663,6 +4666,84 @@ func (x *CloneRangeChunk) GetBytes() int64 {
 	return 0
 }
 
+func (x *CloneRangeChunk) GetStatements() []*MigrationStatement {
+	if x != nil {
+		return x.Statements
+	}
+	return nil
+}
+
+// MigrationStatement is a retryable-write statement record that moves
+// with the documents it wrote, so a retry that reaches the recipient after
+// the commit answers the first result instead of running again.
+type MigrationStatement struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lsid          []byte                 `protobuf:"bytes,1,opt,name=lsid,proto3" json:"lsid,omitempty"`
+	TxnNumber     int64                  `protobuf:"varint,2,opt,name=txn_number,json=txnNumber,proto3" json:"txn_number,omitempty"`
+	StmtId        int32                  `protobuf:"varint,3,opt,name=stmt_id,json=stmtId,proto3" json:"stmt_id,omitempty"`
+	Result        []byte                 `protobuf:"bytes,4,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MigrationStatement) Reset() {
+	*x = MigrationStatement{}
+	mi := &file_shard_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MigrationStatement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MigrationStatement) ProtoMessage() {}
+
+func (x *MigrationStatement) ProtoReflect() protoreflect.Message {
+	mi := &file_shard_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MigrationStatement.ProtoReflect.Descriptor instead.
+func (*MigrationStatement) Descriptor() ([]byte, []int) {
+	return file_shard_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *MigrationStatement) GetLsid() []byte {
+	if x != nil {
+		return x.Lsid
+	}
+	return nil
+}
+
+func (x *MigrationStatement) GetTxnNumber() int64 {
+	if x != nil {
+		return x.TxnNumber
+	}
+	return 0
+}
+
+func (x *MigrationStatement) GetStmtId() int32 {
+	if x != nil {
+		return x.StmtId
+	}
+	return 0
+}
+
+func (x *MigrationStatement) GetResult() []byte {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
 type TransferModsRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
@@ -4675,7 +4756,7 @@ type TransferModsRequest struct {
 
 func (x *TransferModsRequest) Reset() {
 	*x = TransferModsRequest{}
-	mi := &file_shard_proto_msgTypes[70]
+	mi := &file_shard_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4687,7 +4768,7 @@ func (x *TransferModsRequest) String() string {
 func (*TransferModsRequest) ProtoMessage() {}
 
 func (x *TransferModsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shard_proto_msgTypes[70]
+	mi := &file_shard_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4700,7 +4781,7 @@ func (x *TransferModsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferModsRequest.ProtoReflect.Descriptor instead.
 func (*TransferModsRequest) Descriptor() ([]byte, []int) {
-	return file_shard_proto_rawDescGZIP(), []int{70}
+	return file_shard_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *TransferModsRequest) GetSessionId() string {
@@ -4729,7 +4810,7 @@ type MigrationMod struct {
 
 func (x *MigrationMod) Reset() {
 	*x = MigrationMod{}
-	mi := &file_shard_proto_msgTypes[71]
+	mi := &file_shard_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4741,7 +4822,7 @@ func (x *MigrationMod) String() string {
 func (*MigrationMod) ProtoMessage() {}
 
 func (x *MigrationMod) ProtoReflect() protoreflect.Message {
-	mi := &file_shard_proto_msgTypes[71]
+	mi := &file_shard_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4754,7 +4835,7 @@ func (x *MigrationMod) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrationMod.ProtoReflect.Descriptor instead.
 func (*MigrationMod) Descriptor() ([]byte, []int) {
-	return file_shard_proto_rawDescGZIP(), []int{71}
+	return file_shard_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *MigrationMod) GetPut() []byte {
@@ -4777,14 +4858,16 @@ type TransferModsReply struct {
 	// read_through: the donor optime the mods cover.
 	ReadThrough *OpTime `protobuf:"bytes,2,opt,name=read_through,json=readThrough,proto3" json:"read_through,omitempty"`
 	// remaining: donor oplog entries after read_through (all namespaces).
-	Remaining     int64 `protobuf:"varint,3,opt,name=remaining,proto3" json:"remaining,omitempty"`
+	Remaining int64 `protobuf:"varint,3,opt,name=remaining,proto3" json:"remaining,omitempty"`
+	// statements: the records carried by the entries of the mods.
+	Statements    []*MigrationStatement `protobuf:"bytes,4,rep,name=statements,proto3" json:"statements,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TransferModsReply) Reset() {
 	*x = TransferModsReply{}
-	mi := &file_shard_proto_msgTypes[72]
+	mi := &file_shard_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4796,7 +4879,7 @@ func (x *TransferModsReply) String() string {
 func (*TransferModsReply) ProtoMessage() {}
 
 func (x *TransferModsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_shard_proto_msgTypes[72]
+	mi := &file_shard_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4809,7 +4892,7 @@ func (x *TransferModsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferModsReply.ProtoReflect.Descriptor instead.
 func (*TransferModsReply) Descriptor() ([]byte, []int) {
-	return file_shard_proto_rawDescGZIP(), []int{72}
+	return file_shard_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *TransferModsReply) GetMods() []*MigrationMod {
@@ -4833,6 +4916,13 @@ func (x *TransferModsReply) GetRemaining() int64 {
 	return 0
 }
 
+func (x *TransferModsReply) GetStatements() []*MigrationStatement {
+	if x != nil {
+		return x.Statements
+	}
+	return nil
+}
+
 type CriticalSectionRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
@@ -4845,7 +4935,7 @@ type CriticalSectionRequest struct {
 
 func (x *CriticalSectionRequest) Reset() {
 	*x = CriticalSectionRequest{}
-	mi := &file_shard_proto_msgTypes[73]
+	mi := &file_shard_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4857,7 +4947,7 @@ func (x *CriticalSectionRequest) String() string {
 func (*CriticalSectionRequest) ProtoMessage() {}
 
 func (x *CriticalSectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shard_proto_msgTypes[73]
+	mi := &file_shard_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4870,7 +4960,7 @@ func (x *CriticalSectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CriticalSectionRequest.ProtoReflect.Descriptor instead.
 func (*CriticalSectionRequest) Descriptor() ([]byte, []int) {
-	return file_shard_proto_rawDescGZIP(), []int{73}
+	return file_shard_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *CriticalSectionRequest) GetSessionId() string {
@@ -4895,7 +4985,7 @@ type CriticalSectionReply struct {
 
 func (x *CriticalSectionReply) Reset() {
 	*x = CriticalSectionReply{}
-	mi := &file_shard_proto_msgTypes[74]
+	mi := &file_shard_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4907,7 +4997,7 @@ func (x *CriticalSectionReply) String() string {
 func (*CriticalSectionReply) ProtoMessage() {}
 
 func (x *CriticalSectionReply) ProtoReflect() protoreflect.Message {
-	mi := &file_shard_proto_msgTypes[74]
+	mi := &file_shard_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4920,7 +5010,7 @@ func (x *CriticalSectionReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CriticalSectionReply.ProtoReflect.Descriptor instead.
 func (*CriticalSectionReply) Descriptor() ([]byte, []int) {
-	return file_shard_proto_rawDescGZIP(), []int{74}
+	return file_shard_proto_rawDescGZIP(), []int{75}
 }
 
 type LeaveCriticalSectionRequest struct {
@@ -4937,7 +5027,7 @@ type LeaveCriticalSectionRequest struct {
 
 func (x *LeaveCriticalSectionRequest) Reset() {
 	*x = LeaveCriticalSectionRequest{}
-	mi := &file_shard_proto_msgTypes[75]
+	mi := &file_shard_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4949,7 +5039,7 @@ func (x *LeaveCriticalSectionRequest) String() string {
 func (*LeaveCriticalSectionRequest) ProtoMessage() {}
 
 func (x *LeaveCriticalSectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shard_proto_msgTypes[75]
+	mi := &file_shard_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4962,7 +5052,7 @@ func (x *LeaveCriticalSectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveCriticalSectionRequest.ProtoReflect.Descriptor instead.
 func (*LeaveCriticalSectionRequest) Descriptor() ([]byte, []int) {
-	return file_shard_proto_rawDescGZIP(), []int{75}
+	return file_shard_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *LeaveCriticalSectionRequest) GetSessionId() string {
@@ -4995,7 +5085,7 @@ type EndMigrationRequest struct {
 
 func (x *EndMigrationRequest) Reset() {
 	*x = EndMigrationRequest{}
-	mi := &file_shard_proto_msgTypes[76]
+	mi := &file_shard_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5007,7 +5097,7 @@ func (x *EndMigrationRequest) String() string {
 func (*EndMigrationRequest) ProtoMessage() {}
 
 func (x *EndMigrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shard_proto_msgTypes[76]
+	mi := &file_shard_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5020,7 +5110,7 @@ func (x *EndMigrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndMigrationRequest.ProtoReflect.Descriptor instead.
 func (*EndMigrationRequest) Descriptor() ([]byte, []int) {
-	return file_shard_proto_rawDescGZIP(), []int{76}
+	return file_shard_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *EndMigrationRequest) GetSessionId() string {
@@ -5038,7 +5128,7 @@ type EndMigrationReply struct {
 
 func (x *EndMigrationReply) Reset() {
 	*x = EndMigrationReply{}
-	mi := &file_shard_proto_msgTypes[77]
+	mi := &file_shard_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5050,7 +5140,7 @@ func (x *EndMigrationReply) String() string {
 func (*EndMigrationReply) ProtoMessage() {}
 
 func (x *EndMigrationReply) ProtoReflect() protoreflect.Message {
-	mi := &file_shard_proto_msgTypes[77]
+	mi := &file_shard_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5063,7 +5153,7 @@ func (x *EndMigrationReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndMigrationReply.ProtoReflect.Descriptor instead.
 func (*EndMigrationReply) Descriptor() ([]byte, []int) {
-	return file_shard_proto_rawDescGZIP(), []int{77}
+	return file_shard_proto_rawDescGZIP(), []int{78}
 }
 
 type DeleteRangeRequest struct {
@@ -5078,7 +5168,7 @@ type DeleteRangeRequest struct {
 
 func (x *DeleteRangeRequest) Reset() {
 	*x = DeleteRangeRequest{}
-	mi := &file_shard_proto_msgTypes[78]
+	mi := &file_shard_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5090,7 +5180,7 @@ func (x *DeleteRangeRequest) String() string {
 func (*DeleteRangeRequest) ProtoMessage() {}
 
 func (x *DeleteRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shard_proto_msgTypes[78]
+	mi := &file_shard_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5103,7 +5193,7 @@ func (x *DeleteRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRangeRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRangeRequest) Descriptor() ([]byte, []int) {
-	return file_shard_proto_rawDescGZIP(), []int{78}
+	return file_shard_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *DeleteRangeRequest) GetRange() *MigrationRange {
@@ -5130,7 +5220,7 @@ type DeleteRangeReply struct {
 
 func (x *DeleteRangeReply) Reset() {
 	*x = DeleteRangeReply{}
-	mi := &file_shard_proto_msgTypes[79]
+	mi := &file_shard_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5142,7 +5232,7 @@ func (x *DeleteRangeReply) String() string {
 func (*DeleteRangeReply) ProtoMessage() {}
 
 func (x *DeleteRangeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_shard_proto_msgTypes[79]
+	mi := &file_shard_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5155,7 +5245,7 @@ func (x *DeleteRangeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRangeReply.ProtoReflect.Descriptor instead.
 func (*DeleteRangeReply) Descriptor() ([]byte, []int) {
-	return file_shard_proto_rawDescGZIP(), []int{79}
+	return file_shard_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *DeleteRangeReply) GetDeleted() int64 {
@@ -5179,7 +5269,7 @@ type RecvChunkStartRequest struct {
 
 func (x *RecvChunkStartRequest) Reset() {
 	*x = RecvChunkStartRequest{}
-	mi := &file_shard_proto_msgTypes[80]
+	mi := &file_shard_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5191,7 +5281,7 @@ func (x *RecvChunkStartRequest) String() string {
 func (*RecvChunkStartRequest) ProtoMessage() {}
 
 func (x *RecvChunkStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shard_proto_msgTypes[80]
+	mi := &file_shard_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5204,7 +5294,7 @@ func (x *RecvChunkStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecvChunkStartRequest.ProtoReflect.Descriptor instead.
 func (*RecvChunkStartRequest) Descriptor() ([]byte, []int) {
-	return file_shard_proto_rawDescGZIP(), []int{80}
+	return file_shard_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *RecvChunkStartRequest) GetRange() *MigrationRange {
@@ -5235,7 +5325,7 @@ type RecvChunkRequest struct {
 
 func (x *RecvChunkRequest) Reset() {
 	*x = RecvChunkRequest{}
-	mi := &file_shard_proto_msgTypes[81]
+	mi := &file_shard_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5247,7 +5337,7 @@ func (x *RecvChunkRequest) String() string {
 func (*RecvChunkRequest) ProtoMessage() {}
 
 func (x *RecvChunkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shard_proto_msgTypes[81]
+	mi := &file_shard_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5260,7 +5350,7 @@ func (x *RecvChunkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecvChunkRequest.ProtoReflect.Descriptor instead.
 func (*RecvChunkRequest) Descriptor() ([]byte, []int) {
-	return file_shard_proto_rawDescGZIP(), []int{81}
+	return file_shard_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *RecvChunkRequest) GetRecvId() string {
@@ -5304,7 +5394,7 @@ type RecvChunkReply struct {
 
 func (x *RecvChunkReply) Reset() {
 	*x = RecvChunkReply{}
-	mi := &file_shard_proto_msgTypes[82]
+	mi := &file_shard_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5316,7 +5406,7 @@ func (x *RecvChunkReply) String() string {
 func (*RecvChunkReply) ProtoMessage() {}
 
 func (x *RecvChunkReply) ProtoReflect() protoreflect.Message {
-	mi := &file_shard_proto_msgTypes[82]
+	mi := &file_shard_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5329,7 +5419,7 @@ func (x *RecvChunkReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecvChunkReply.ProtoReflect.Descriptor instead.
 func (*RecvChunkReply) Descriptor() ([]byte, []int) {
-	return file_shard_proto_rawDescGZIP(), []int{82}
+	return file_shard_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *RecvChunkReply) GetRecvId() string {
@@ -5396,7 +5486,7 @@ type WaitMajorityRequest struct {
 
 func (x *WaitMajorityRequest) Reset() {
 	*x = WaitMajorityRequest{}
-	mi := &file_shard_proto_msgTypes[83]
+	mi := &file_shard_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5408,7 +5498,7 @@ func (x *WaitMajorityRequest) String() string {
 func (*WaitMajorityRequest) ProtoMessage() {}
 
 func (x *WaitMajorityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shard_proto_msgTypes[83]
+	mi := &file_shard_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5421,7 +5511,7 @@ func (x *WaitMajorityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitMajorityRequest.ProtoReflect.Descriptor instead.
 func (*WaitMajorityRequest) Descriptor() ([]byte, []int) {
-	return file_shard_proto_rawDescGZIP(), []int{83}
+	return file_shard_proto_rawDescGZIP(), []int{84}
 }
 
 type WaitMajorityReply struct {
@@ -5433,7 +5523,7 @@ type WaitMajorityReply struct {
 
 func (x *WaitMajorityReply) Reset() {
 	*x = WaitMajorityReply{}
-	mi := &file_shard_proto_msgTypes[84]
+	mi := &file_shard_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5445,7 +5535,7 @@ func (x *WaitMajorityReply) String() string {
 func (*WaitMajorityReply) ProtoMessage() {}
 
 func (x *WaitMajorityReply) ProtoReflect() protoreflect.Message {
-	mi := &file_shard_proto_msgTypes[84]
+	mi := &file_shard_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5458,7 +5548,7 @@ func (x *WaitMajorityReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitMajorityReply.ProtoReflect.Descriptor instead.
 func (*WaitMajorityReply) Descriptor() ([]byte, []int) {
-	return file_shard_proto_rawDescGZIP(), []int{84}
+	return file_shard_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *WaitMajorityReply) GetOpTime() *OpTime {
@@ -5832,12 +5922,21 @@ const file_shard_proto_rawDesc = "" +
 	"indexSpecs\"2\n" +
 	"\x11CloneRangeRequest\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"m\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"\xb0\x01\n" +
 	"\x0fCloneRangeChunk\x12\x1c\n" +
 	"\tdocuments\x18\x01 \x03(\fR\tdocuments\x12\x12\n" +
 	"\x04done\x18\x02 \x01(\bR\x04done\x12\x12\n" +
 	"\x04docs\x18\x03 \x01(\x03R\x04docs\x12\x14\n" +
-	"\x05bytes\x18\x04 \x01(\x03R\x05bytes\"U\n" +
+	"\x05bytes\x18\x04 \x01(\x03R\x05bytes\x12A\n" +
+	"\n" +
+	"statements\x18\x05 \x03(\v2!.psdb.shard.v1.MigrationStatementR\n" +
+	"statements\"x\n" +
+	"\x12MigrationStatement\x12\x12\n" +
+	"\x04lsid\x18\x01 \x01(\fR\x04lsid\x12\x1d\n" +
+	"\n" +
+	"txn_number\x18\x02 \x01(\x03R\ttxnNumber\x12\x17\n" +
+	"\astmt_id\x18\x03 \x01(\x05R\x06stmtId\x12\x16\n" +
+	"\x06result\x18\x04 \x01(\fR\x06result\"U\n" +
 	"\x13TransferModsRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1f\n" +
@@ -5845,11 +5944,14 @@ const file_shard_proto_rawDesc = "" +
 	"maxEntries\"=\n" +
 	"\fMigrationMod\x12\x10\n" +
 	"\x03put\x18\x01 \x01(\fR\x03put\x12\x1b\n" +
-	"\tdelete_id\x18\x02 \x01(\fR\bdeleteId\"\x9c\x01\n" +
+	"\tdelete_id\x18\x02 \x01(\fR\bdeleteId\"\xdf\x01\n" +
 	"\x11TransferModsReply\x12/\n" +
 	"\x04mods\x18\x01 \x03(\v2\x1b.psdb.shard.v1.MigrationModR\x04mods\x128\n" +
 	"\fread_through\x18\x02 \x01(\v2\x15.psdb.shard.v1.OpTimeR\vreadThrough\x12\x1c\n" +
-	"\tremaining\x18\x03 \x01(\x03R\tremaining\"V\n" +
+	"\tremaining\x18\x03 \x01(\x03R\tremaining\x12A\n" +
+	"\n" +
+	"statements\x18\x04 \x03(\v2!.psdb.shard.v1.MigrationStatementR\n" +
+	"statements\"V\n" +
 	"\x16CriticalSectionRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1d\n" +
@@ -5948,7 +6050,7 @@ func file_shard_proto_rawDescGZIP() []byte {
 	return file_shard_proto_rawDescData
 }
 
-var file_shard_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
+var file_shard_proto_msgTypes = make([]protoimpl.MessageInfo, 88)
 var file_shard_proto_goTypes = []any{
 	(*ShardVersion)(nil),                // 0: psdb.shard.v1.ShardVersion
 	(*WriteConcern)(nil),                // 1: psdb.shard.v1.WriteConcern
@@ -6020,23 +6122,24 @@ var file_shard_proto_goTypes = []any{
 	(*StartMigrationReply)(nil),         // 67: psdb.shard.v1.StartMigrationReply
 	(*CloneRangeRequest)(nil),           // 68: psdb.shard.v1.CloneRangeRequest
 	(*CloneRangeChunk)(nil),             // 69: psdb.shard.v1.CloneRangeChunk
-	(*TransferModsRequest)(nil),         // 70: psdb.shard.v1.TransferModsRequest
-	(*MigrationMod)(nil),                // 71: psdb.shard.v1.MigrationMod
-	(*TransferModsReply)(nil),           // 72: psdb.shard.v1.TransferModsReply
-	(*CriticalSectionRequest)(nil),      // 73: psdb.shard.v1.CriticalSectionRequest
-	(*CriticalSectionReply)(nil),        // 74: psdb.shard.v1.CriticalSectionReply
-	(*LeaveCriticalSectionRequest)(nil), // 75: psdb.shard.v1.LeaveCriticalSectionRequest
-	(*EndMigrationRequest)(nil),         // 76: psdb.shard.v1.EndMigrationRequest
-	(*EndMigrationReply)(nil),           // 77: psdb.shard.v1.EndMigrationReply
-	(*DeleteRangeRequest)(nil),          // 78: psdb.shard.v1.DeleteRangeRequest
-	(*DeleteRangeReply)(nil),            // 79: psdb.shard.v1.DeleteRangeReply
-	(*RecvChunkStartRequest)(nil),       // 80: psdb.shard.v1.RecvChunkStartRequest
-	(*RecvChunkRequest)(nil),            // 81: psdb.shard.v1.RecvChunkRequest
-	(*RecvChunkReply)(nil),              // 82: psdb.shard.v1.RecvChunkReply
-	(*WaitMajorityRequest)(nil),         // 83: psdb.shard.v1.WaitMajorityRequest
-	(*WaitMajorityReply)(nil),           // 84: psdb.shard.v1.WaitMajorityReply
-	nil,                                 // 85: psdb.shard.v1.CollStatsReply.IndexSizesEntry
-	nil,                                 // 86: psdb.shard.v1.ValidateReply.KeysPerIndexEntry
+	(*MigrationStatement)(nil),          // 70: psdb.shard.v1.MigrationStatement
+	(*TransferModsRequest)(nil),         // 71: psdb.shard.v1.TransferModsRequest
+	(*MigrationMod)(nil),                // 72: psdb.shard.v1.MigrationMod
+	(*TransferModsReply)(nil),           // 73: psdb.shard.v1.TransferModsReply
+	(*CriticalSectionRequest)(nil),      // 74: psdb.shard.v1.CriticalSectionRequest
+	(*CriticalSectionReply)(nil),        // 75: psdb.shard.v1.CriticalSectionReply
+	(*LeaveCriticalSectionRequest)(nil), // 76: psdb.shard.v1.LeaveCriticalSectionRequest
+	(*EndMigrationRequest)(nil),         // 77: psdb.shard.v1.EndMigrationRequest
+	(*EndMigrationReply)(nil),           // 78: psdb.shard.v1.EndMigrationReply
+	(*DeleteRangeRequest)(nil),          // 79: psdb.shard.v1.DeleteRangeRequest
+	(*DeleteRangeReply)(nil),            // 80: psdb.shard.v1.DeleteRangeReply
+	(*RecvChunkStartRequest)(nil),       // 81: psdb.shard.v1.RecvChunkStartRequest
+	(*RecvChunkRequest)(nil),            // 82: psdb.shard.v1.RecvChunkRequest
+	(*RecvChunkReply)(nil),              // 83: psdb.shard.v1.RecvChunkReply
+	(*WaitMajorityRequest)(nil),         // 84: psdb.shard.v1.WaitMajorityRequest
+	(*WaitMajorityReply)(nil),           // 85: psdb.shard.v1.WaitMajorityReply
+	nil,                                 // 86: psdb.shard.v1.CollStatsReply.IndexSizesEntry
+	nil,                                 // 87: psdb.shard.v1.ValidateReply.KeysPerIndexEntry
 }
 var file_shard_proto_depIdxs = []int32{
 	1,   // 0: psdb.shard.v1.InsertRequest.write_concern:type_name -> psdb.shard.v1.WriteConcern
@@ -6074,8 +6177,8 @@ var file_shard_proto_depIdxs = []int32{
 	0,   // 32: psdb.shard.v1.CreateIndexesRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
 	0,   // 33: psdb.shard.v1.DropIndexesRequest.shard_version:type_name -> psdb.shard.v1.ShardVersion
 	39,  // 34: psdb.shard.v1.ListCollectionsReply.collections:type_name -> psdb.shard.v1.CollectionInfo
-	85,  // 35: psdb.shard.v1.CollStatsReply.index_sizes:type_name -> psdb.shard.v1.CollStatsReply.IndexSizesEntry
-	86,  // 36: psdb.shard.v1.ValidateReply.keys_per_index:type_name -> psdb.shard.v1.ValidateReply.KeysPerIndexEntry
+	86,  // 35: psdb.shard.v1.CollStatsReply.index_sizes:type_name -> psdb.shard.v1.CollStatsReply.IndexSizesEntry
+	87,  // 36: psdb.shard.v1.ValidateReply.keys_per_index:type_name -> psdb.shard.v1.ValidateReply.KeysPerIndexEntry
 	5,   // 37: psdb.shard.v1.PullOplogRequest.after:type_name -> psdb.shard.v1.OpTime
 	5,   // 38: psdb.shard.v1.OplogBatch.commit_point:type_name -> psdb.shard.v1.OpTime
 	5,   // 39: psdb.shard.v1.OplogBatch.common_point:type_name -> psdb.shard.v1.OpTime
@@ -6100,95 +6203,97 @@ var file_shard_proto_depIdxs = []int32{
 	58,  // 58: psdb.shard.v1.CloneChunk.sessions:type_name -> psdb.shard.v1.RefetchedSession
 	65,  // 59: psdb.shard.v1.StartMigrationRequest.range:type_name -> psdb.shard.v1.MigrationRange
 	5,   // 60: psdb.shard.v1.StartMigrationReply.snapshot_op_time:type_name -> psdb.shard.v1.OpTime
-	71,  // 61: psdb.shard.v1.TransferModsReply.mods:type_name -> psdb.shard.v1.MigrationMod
-	5,   // 62: psdb.shard.v1.TransferModsReply.read_through:type_name -> psdb.shard.v1.OpTime
-	65,  // 63: psdb.shard.v1.DeleteRangeRequest.range:type_name -> psdb.shard.v1.MigrationRange
-	65,  // 64: psdb.shard.v1.RecvChunkStartRequest.range:type_name -> psdb.shard.v1.MigrationRange
-	5,   // 65: psdb.shard.v1.RecvChunkReply.last_op_time:type_name -> psdb.shard.v1.OpTime
-	5,   // 66: psdb.shard.v1.WaitMajorityReply.op_time:type_name -> psdb.shard.v1.OpTime
-	6,   // 67: psdb.shard.v1.Shard.Insert:input_type -> psdb.shard.v1.InsertRequest
-	8,   // 68: psdb.shard.v1.Shard.Update:input_type -> psdb.shard.v1.UpdateRequest
-	10,  // 69: psdb.shard.v1.Shard.Delete:input_type -> psdb.shard.v1.DeleteRequest
-	14,  // 70: psdb.shard.v1.Shard.FindAndModify:input_type -> psdb.shard.v1.FindAndModifyRequest
-	16,  // 71: psdb.shard.v1.Shard.Find:input_type -> psdb.shard.v1.FindRequest
-	18,  // 72: psdb.shard.v1.Shard.GetMore:input_type -> psdb.shard.v1.GetMoreRequest
-	19,  // 73: psdb.shard.v1.Shard.KillCursors:input_type -> psdb.shard.v1.KillCursorsRequest
-	21,  // 74: psdb.shard.v1.Shard.Count:input_type -> psdb.shard.v1.CountRequest
-	23,  // 75: psdb.shard.v1.Shard.Distinct:input_type -> psdb.shard.v1.DistinctRequest
-	25,  // 76: psdb.shard.v1.Shard.Aggregate:input_type -> psdb.shard.v1.AggregateRequest
-	26,  // 77: psdb.shard.v1.Shard.Explain:input_type -> psdb.shard.v1.ExplainRequest
-	28,  // 78: psdb.shard.v1.Shard.CreateCollection:input_type -> psdb.shard.v1.CreateCollectionRequest
-	30,  // 79: psdb.shard.v1.Shard.DropCollection:input_type -> psdb.shard.v1.DropCollectionRequest
-	32,  // 80: psdb.shard.v1.Shard.CreateIndexes:input_type -> psdb.shard.v1.CreateIndexesRequest
-	34,  // 81: psdb.shard.v1.Shard.DropIndexes:input_type -> psdb.shard.v1.DropIndexesRequest
-	36,  // 82: psdb.shard.v1.Shard.ListIndexes:input_type -> psdb.shard.v1.ListIndexesRequest
-	38,  // 83: psdb.shard.v1.Shard.ListCollections:input_type -> psdb.shard.v1.ListCollectionsRequest
-	41,  // 84: psdb.shard.v1.Shard.CollStats:input_type -> psdb.shard.v1.CollStatsRequest
-	43,  // 85: psdb.shard.v1.Shard.Validate:input_type -> psdb.shard.v1.ValidateRequest
-	63,  // 86: psdb.shard.v1.Shard.SplitVector:input_type -> psdb.shard.v1.SplitVectorRequest
-	45,  // 87: psdb.shard.v1.Replication.PullOplog:input_type -> psdb.shard.v1.PullOplogRequest
-	47,  // 88: psdb.shard.v1.Replication.ReportProgress:input_type -> psdb.shard.v1.ProgressRequest
-	49,  // 89: psdb.shard.v1.Replication.RequestVote:input_type -> psdb.shard.v1.VoteRequest
-	51,  // 90: psdb.shard.v1.Replication.Status:input_type -> psdb.shard.v1.StatusRequest
-	54,  // 91: psdb.shard.v1.Replication.StepDown:input_type -> psdb.shard.v1.StepDownRequest
-	61,  // 92: psdb.shard.v1.Replication.CloneSnapshot:input_type -> psdb.shard.v1.CloneRequest
-	55,  // 93: psdb.shard.v1.Replication.Rollback:input_type -> psdb.shard.v1.RollbackRequest
-	66,  // 94: psdb.shard.v1.Migration.StartMigration:input_type -> psdb.shard.v1.StartMigrationRequest
-	68,  // 95: psdb.shard.v1.Migration.CloneRange:input_type -> psdb.shard.v1.CloneRangeRequest
-	70,  // 96: psdb.shard.v1.Migration.TransferMods:input_type -> psdb.shard.v1.TransferModsRequest
-	73,  // 97: psdb.shard.v1.Migration.EnterCriticalSection:input_type -> psdb.shard.v1.CriticalSectionRequest
-	75,  // 98: psdb.shard.v1.Migration.LeaveCriticalSection:input_type -> psdb.shard.v1.LeaveCriticalSectionRequest
-	76,  // 99: psdb.shard.v1.Migration.EndMigration:input_type -> psdb.shard.v1.EndMigrationRequest
-	78,  // 100: psdb.shard.v1.Migration.DeleteRange:input_type -> psdb.shard.v1.DeleteRangeRequest
-	80,  // 101: psdb.shard.v1.Migration.RecvChunkStart:input_type -> psdb.shard.v1.RecvChunkStartRequest
-	81,  // 102: psdb.shard.v1.Migration.RecvChunkClone:input_type -> psdb.shard.v1.RecvChunkRequest
-	81,  // 103: psdb.shard.v1.Migration.RecvChunkCatchUp:input_type -> psdb.shard.v1.RecvChunkRequest
-	81,  // 104: psdb.shard.v1.Migration.RecvChunkEnd:input_type -> psdb.shard.v1.RecvChunkRequest
-	83,  // 105: psdb.shard.v1.Migration.WaitMajority:input_type -> psdb.shard.v1.WaitMajorityRequest
-	13,  // 106: psdb.shard.v1.Shard.Insert:output_type -> psdb.shard.v1.WriteReply
-	13,  // 107: psdb.shard.v1.Shard.Update:output_type -> psdb.shard.v1.WriteReply
-	13,  // 108: psdb.shard.v1.Shard.Delete:output_type -> psdb.shard.v1.WriteReply
-	15,  // 109: psdb.shard.v1.Shard.FindAndModify:output_type -> psdb.shard.v1.FindAndModifyReply
-	17,  // 110: psdb.shard.v1.Shard.Find:output_type -> psdb.shard.v1.CursorReply
-	17,  // 111: psdb.shard.v1.Shard.GetMore:output_type -> psdb.shard.v1.CursorReply
-	20,  // 112: psdb.shard.v1.Shard.KillCursors:output_type -> psdb.shard.v1.KillCursorsReply
-	22,  // 113: psdb.shard.v1.Shard.Count:output_type -> psdb.shard.v1.CountReply
-	24,  // 114: psdb.shard.v1.Shard.Distinct:output_type -> psdb.shard.v1.DistinctReply
-	17,  // 115: psdb.shard.v1.Shard.Aggregate:output_type -> psdb.shard.v1.CursorReply
-	27,  // 116: psdb.shard.v1.Shard.Explain:output_type -> psdb.shard.v1.ExplainReply
-	29,  // 117: psdb.shard.v1.Shard.CreateCollection:output_type -> psdb.shard.v1.CreateCollectionReply
-	31,  // 118: psdb.shard.v1.Shard.DropCollection:output_type -> psdb.shard.v1.DropCollectionReply
-	33,  // 119: psdb.shard.v1.Shard.CreateIndexes:output_type -> psdb.shard.v1.CreateIndexesReply
-	35,  // 120: psdb.shard.v1.Shard.DropIndexes:output_type -> psdb.shard.v1.DropIndexesReply
-	37,  // 121: psdb.shard.v1.Shard.ListIndexes:output_type -> psdb.shard.v1.ListIndexesReply
-	40,  // 122: psdb.shard.v1.Shard.ListCollections:output_type -> psdb.shard.v1.ListCollectionsReply
-	42,  // 123: psdb.shard.v1.Shard.CollStats:output_type -> psdb.shard.v1.CollStatsReply
-	44,  // 124: psdb.shard.v1.Shard.Validate:output_type -> psdb.shard.v1.ValidateReply
-	64,  // 125: psdb.shard.v1.Shard.SplitVector:output_type -> psdb.shard.v1.SplitVectorReply
-	46,  // 126: psdb.shard.v1.Replication.PullOplog:output_type -> psdb.shard.v1.OplogBatch
-	48,  // 127: psdb.shard.v1.Replication.ReportProgress:output_type -> psdb.shard.v1.ProgressReply
-	50,  // 128: psdb.shard.v1.Replication.RequestVote:output_type -> psdb.shard.v1.VoteReply
-	53,  // 129: psdb.shard.v1.Replication.Status:output_type -> psdb.shard.v1.StatusReply
-	60,  // 130: psdb.shard.v1.Replication.StepDown:output_type -> psdb.shard.v1.StepDownReply
-	62,  // 131: psdb.shard.v1.Replication.CloneSnapshot:output_type -> psdb.shard.v1.CloneChunk
-	59,  // 132: psdb.shard.v1.Replication.Rollback:output_type -> psdb.shard.v1.RollbackChunk
-	67,  // 133: psdb.shard.v1.Migration.StartMigration:output_type -> psdb.shard.v1.StartMigrationReply
-	69,  // 134: psdb.shard.v1.Migration.CloneRange:output_type -> psdb.shard.v1.CloneRangeChunk
-	72,  // 135: psdb.shard.v1.Migration.TransferMods:output_type -> psdb.shard.v1.TransferModsReply
-	74,  // 136: psdb.shard.v1.Migration.EnterCriticalSection:output_type -> psdb.shard.v1.CriticalSectionReply
-	74,  // 137: psdb.shard.v1.Migration.LeaveCriticalSection:output_type -> psdb.shard.v1.CriticalSectionReply
-	77,  // 138: psdb.shard.v1.Migration.EndMigration:output_type -> psdb.shard.v1.EndMigrationReply
-	79,  // 139: psdb.shard.v1.Migration.DeleteRange:output_type -> psdb.shard.v1.DeleteRangeReply
-	82,  // 140: psdb.shard.v1.Migration.RecvChunkStart:output_type -> psdb.shard.v1.RecvChunkReply
-	82,  // 141: psdb.shard.v1.Migration.RecvChunkClone:output_type -> psdb.shard.v1.RecvChunkReply
-	82,  // 142: psdb.shard.v1.Migration.RecvChunkCatchUp:output_type -> psdb.shard.v1.RecvChunkReply
-	82,  // 143: psdb.shard.v1.Migration.RecvChunkEnd:output_type -> psdb.shard.v1.RecvChunkReply
-	84,  // 144: psdb.shard.v1.Migration.WaitMajority:output_type -> psdb.shard.v1.WaitMajorityReply
-	106, // [106:145] is the sub-list for method output_type
-	67,  // [67:106] is the sub-list for method input_type
-	67,  // [67:67] is the sub-list for extension type_name
-	67,  // [67:67] is the sub-list for extension extendee
-	0,   // [0:67] is the sub-list for field type_name
+	70,  // 61: psdb.shard.v1.CloneRangeChunk.statements:type_name -> psdb.shard.v1.MigrationStatement
+	72,  // 62: psdb.shard.v1.TransferModsReply.mods:type_name -> psdb.shard.v1.MigrationMod
+	5,   // 63: psdb.shard.v1.TransferModsReply.read_through:type_name -> psdb.shard.v1.OpTime
+	70,  // 64: psdb.shard.v1.TransferModsReply.statements:type_name -> psdb.shard.v1.MigrationStatement
+	65,  // 65: psdb.shard.v1.DeleteRangeRequest.range:type_name -> psdb.shard.v1.MigrationRange
+	65,  // 66: psdb.shard.v1.RecvChunkStartRequest.range:type_name -> psdb.shard.v1.MigrationRange
+	5,   // 67: psdb.shard.v1.RecvChunkReply.last_op_time:type_name -> psdb.shard.v1.OpTime
+	5,   // 68: psdb.shard.v1.WaitMajorityReply.op_time:type_name -> psdb.shard.v1.OpTime
+	6,   // 69: psdb.shard.v1.Shard.Insert:input_type -> psdb.shard.v1.InsertRequest
+	8,   // 70: psdb.shard.v1.Shard.Update:input_type -> psdb.shard.v1.UpdateRequest
+	10,  // 71: psdb.shard.v1.Shard.Delete:input_type -> psdb.shard.v1.DeleteRequest
+	14,  // 72: psdb.shard.v1.Shard.FindAndModify:input_type -> psdb.shard.v1.FindAndModifyRequest
+	16,  // 73: psdb.shard.v1.Shard.Find:input_type -> psdb.shard.v1.FindRequest
+	18,  // 74: psdb.shard.v1.Shard.GetMore:input_type -> psdb.shard.v1.GetMoreRequest
+	19,  // 75: psdb.shard.v1.Shard.KillCursors:input_type -> psdb.shard.v1.KillCursorsRequest
+	21,  // 76: psdb.shard.v1.Shard.Count:input_type -> psdb.shard.v1.CountRequest
+	23,  // 77: psdb.shard.v1.Shard.Distinct:input_type -> psdb.shard.v1.DistinctRequest
+	25,  // 78: psdb.shard.v1.Shard.Aggregate:input_type -> psdb.shard.v1.AggregateRequest
+	26,  // 79: psdb.shard.v1.Shard.Explain:input_type -> psdb.shard.v1.ExplainRequest
+	28,  // 80: psdb.shard.v1.Shard.CreateCollection:input_type -> psdb.shard.v1.CreateCollectionRequest
+	30,  // 81: psdb.shard.v1.Shard.DropCollection:input_type -> psdb.shard.v1.DropCollectionRequest
+	32,  // 82: psdb.shard.v1.Shard.CreateIndexes:input_type -> psdb.shard.v1.CreateIndexesRequest
+	34,  // 83: psdb.shard.v1.Shard.DropIndexes:input_type -> psdb.shard.v1.DropIndexesRequest
+	36,  // 84: psdb.shard.v1.Shard.ListIndexes:input_type -> psdb.shard.v1.ListIndexesRequest
+	38,  // 85: psdb.shard.v1.Shard.ListCollections:input_type -> psdb.shard.v1.ListCollectionsRequest
+	41,  // 86: psdb.shard.v1.Shard.CollStats:input_type -> psdb.shard.v1.CollStatsRequest
+	43,  // 87: psdb.shard.v1.Shard.Validate:input_type -> psdb.shard.v1.ValidateRequest
+	63,  // 88: psdb.shard.v1.Shard.SplitVector:input_type -> psdb.shard.v1.SplitVectorRequest
+	45,  // 89: psdb.shard.v1.Replication.PullOplog:input_type -> psdb.shard.v1.PullOplogRequest
+	47,  // 90: psdb.shard.v1.Replication.ReportProgress:input_type -> psdb.shard.v1.ProgressRequest
+	49,  // 91: psdb.shard.v1.Replication.RequestVote:input_type -> psdb.shard.v1.VoteRequest
+	51,  // 92: psdb.shard.v1.Replication.Status:input_type -> psdb.shard.v1.StatusRequest
+	54,  // 93: psdb.shard.v1.Replication.StepDown:input_type -> psdb.shard.v1.StepDownRequest
+	61,  // 94: psdb.shard.v1.Replication.CloneSnapshot:input_type -> psdb.shard.v1.CloneRequest
+	55,  // 95: psdb.shard.v1.Replication.Rollback:input_type -> psdb.shard.v1.RollbackRequest
+	66,  // 96: psdb.shard.v1.Migration.StartMigration:input_type -> psdb.shard.v1.StartMigrationRequest
+	68,  // 97: psdb.shard.v1.Migration.CloneRange:input_type -> psdb.shard.v1.CloneRangeRequest
+	71,  // 98: psdb.shard.v1.Migration.TransferMods:input_type -> psdb.shard.v1.TransferModsRequest
+	74,  // 99: psdb.shard.v1.Migration.EnterCriticalSection:input_type -> psdb.shard.v1.CriticalSectionRequest
+	76,  // 100: psdb.shard.v1.Migration.LeaveCriticalSection:input_type -> psdb.shard.v1.LeaveCriticalSectionRequest
+	77,  // 101: psdb.shard.v1.Migration.EndMigration:input_type -> psdb.shard.v1.EndMigrationRequest
+	79,  // 102: psdb.shard.v1.Migration.DeleteRange:input_type -> psdb.shard.v1.DeleteRangeRequest
+	81,  // 103: psdb.shard.v1.Migration.RecvChunkStart:input_type -> psdb.shard.v1.RecvChunkStartRequest
+	82,  // 104: psdb.shard.v1.Migration.RecvChunkClone:input_type -> psdb.shard.v1.RecvChunkRequest
+	82,  // 105: psdb.shard.v1.Migration.RecvChunkCatchUp:input_type -> psdb.shard.v1.RecvChunkRequest
+	82,  // 106: psdb.shard.v1.Migration.RecvChunkEnd:input_type -> psdb.shard.v1.RecvChunkRequest
+	84,  // 107: psdb.shard.v1.Migration.WaitMajority:input_type -> psdb.shard.v1.WaitMajorityRequest
+	13,  // 108: psdb.shard.v1.Shard.Insert:output_type -> psdb.shard.v1.WriteReply
+	13,  // 109: psdb.shard.v1.Shard.Update:output_type -> psdb.shard.v1.WriteReply
+	13,  // 110: psdb.shard.v1.Shard.Delete:output_type -> psdb.shard.v1.WriteReply
+	15,  // 111: psdb.shard.v1.Shard.FindAndModify:output_type -> psdb.shard.v1.FindAndModifyReply
+	17,  // 112: psdb.shard.v1.Shard.Find:output_type -> psdb.shard.v1.CursorReply
+	17,  // 113: psdb.shard.v1.Shard.GetMore:output_type -> psdb.shard.v1.CursorReply
+	20,  // 114: psdb.shard.v1.Shard.KillCursors:output_type -> psdb.shard.v1.KillCursorsReply
+	22,  // 115: psdb.shard.v1.Shard.Count:output_type -> psdb.shard.v1.CountReply
+	24,  // 116: psdb.shard.v1.Shard.Distinct:output_type -> psdb.shard.v1.DistinctReply
+	17,  // 117: psdb.shard.v1.Shard.Aggregate:output_type -> psdb.shard.v1.CursorReply
+	27,  // 118: psdb.shard.v1.Shard.Explain:output_type -> psdb.shard.v1.ExplainReply
+	29,  // 119: psdb.shard.v1.Shard.CreateCollection:output_type -> psdb.shard.v1.CreateCollectionReply
+	31,  // 120: psdb.shard.v1.Shard.DropCollection:output_type -> psdb.shard.v1.DropCollectionReply
+	33,  // 121: psdb.shard.v1.Shard.CreateIndexes:output_type -> psdb.shard.v1.CreateIndexesReply
+	35,  // 122: psdb.shard.v1.Shard.DropIndexes:output_type -> psdb.shard.v1.DropIndexesReply
+	37,  // 123: psdb.shard.v1.Shard.ListIndexes:output_type -> psdb.shard.v1.ListIndexesReply
+	40,  // 124: psdb.shard.v1.Shard.ListCollections:output_type -> psdb.shard.v1.ListCollectionsReply
+	42,  // 125: psdb.shard.v1.Shard.CollStats:output_type -> psdb.shard.v1.CollStatsReply
+	44,  // 126: psdb.shard.v1.Shard.Validate:output_type -> psdb.shard.v1.ValidateReply
+	64,  // 127: psdb.shard.v1.Shard.SplitVector:output_type -> psdb.shard.v1.SplitVectorReply
+	46,  // 128: psdb.shard.v1.Replication.PullOplog:output_type -> psdb.shard.v1.OplogBatch
+	48,  // 129: psdb.shard.v1.Replication.ReportProgress:output_type -> psdb.shard.v1.ProgressReply
+	50,  // 130: psdb.shard.v1.Replication.RequestVote:output_type -> psdb.shard.v1.VoteReply
+	53,  // 131: psdb.shard.v1.Replication.Status:output_type -> psdb.shard.v1.StatusReply
+	60,  // 132: psdb.shard.v1.Replication.StepDown:output_type -> psdb.shard.v1.StepDownReply
+	62,  // 133: psdb.shard.v1.Replication.CloneSnapshot:output_type -> psdb.shard.v1.CloneChunk
+	59,  // 134: psdb.shard.v1.Replication.Rollback:output_type -> psdb.shard.v1.RollbackChunk
+	67,  // 135: psdb.shard.v1.Migration.StartMigration:output_type -> psdb.shard.v1.StartMigrationReply
+	69,  // 136: psdb.shard.v1.Migration.CloneRange:output_type -> psdb.shard.v1.CloneRangeChunk
+	73,  // 137: psdb.shard.v1.Migration.TransferMods:output_type -> psdb.shard.v1.TransferModsReply
+	75,  // 138: psdb.shard.v1.Migration.EnterCriticalSection:output_type -> psdb.shard.v1.CriticalSectionReply
+	75,  // 139: psdb.shard.v1.Migration.LeaveCriticalSection:output_type -> psdb.shard.v1.CriticalSectionReply
+	78,  // 140: psdb.shard.v1.Migration.EndMigration:output_type -> psdb.shard.v1.EndMigrationReply
+	80,  // 141: psdb.shard.v1.Migration.DeleteRange:output_type -> psdb.shard.v1.DeleteRangeReply
+	83,  // 142: psdb.shard.v1.Migration.RecvChunkStart:output_type -> psdb.shard.v1.RecvChunkReply
+	83,  // 143: psdb.shard.v1.Migration.RecvChunkClone:output_type -> psdb.shard.v1.RecvChunkReply
+	83,  // 144: psdb.shard.v1.Migration.RecvChunkCatchUp:output_type -> psdb.shard.v1.RecvChunkReply
+	83,  // 145: psdb.shard.v1.Migration.RecvChunkEnd:output_type -> psdb.shard.v1.RecvChunkReply
+	85,  // 146: psdb.shard.v1.Migration.WaitMajority:output_type -> psdb.shard.v1.WaitMajorityReply
+	108, // [108:147] is the sub-list for method output_type
+	69,  // [69:108] is the sub-list for method input_type
+	69,  // [69:69] is the sub-list for extension type_name
+	69,  // [69:69] is the sub-list for extension extendee
+	0,   // [0:69] is the sub-list for field type_name
 }
 
 func init() { file_shard_proto_init() }
@@ -6205,7 +6310,7 @@ func file_shard_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shard_proto_rawDesc), len(file_shard_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   87,
+			NumMessages:   88,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

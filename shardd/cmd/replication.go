@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/psdb/psdb/pkg/catalog"
 	"github.com/psdb/psdb/pkg/config"
+	"github.com/psdb/psdb/pkg/opstats"
 	"github.com/psdb/psdb/shardd/repl"
 	"github.com/psdb/psdb/shardd/replset"
 	"github.com/psdb/psdb/shardd/server"
@@ -28,12 +30,18 @@ type replication struct {
 	eng       *storage.Engine
 	retention storage.RetentionPolicy
 	log       zerolog.Logger
+	// onPrimary runs when the member becomes primary; set once the
+	// document server exists (setOnPrimary).
+	onPrimary *atomic.Pointer[func()]
 }
+
+// setOnPrimary sets what runs each time the member becomes primary.
+func (r *replication) setOnPrimary(f func()) { r.onPrimary.Store(&f) }
 
 // newReplication builds the member's role machine over the config
 // servers of cluster.yaml. The etcd client connects in the background:
 // until it does, the member stays secondary and pulls from nobody.
-func newReplication(o Options, n config.Node, eng *storage.Engine, log zerolog.Logger) (*replication, error) {
+func newReplication(o Options, n config.Node, eng *storage.Engine, log zerolog.Logger, rec *opstats.Recorder) (*replication, error) {
 	sh, ok := o.Cluster.Shard(n.Shard)
 	if !ok || len(sh.Members) == 0 {
 		return nil, fmt.Errorf("shardd %s: shard %q has no members in cluster.yaml", n.Name, n.Shard)
@@ -51,6 +59,7 @@ func newReplication(o Options, n config.Node, eng *storage.Engine, log zerolog.L
 		peers = append(peers, replset.Peer{Name: m.Name, Addr: m.Addr})
 	}
 	rc := o.Cluster.Replication
+	r := &replication{onPrimary: new(atomic.Pointer[func()])}
 	member, err := replset.New(replset.Options{
 		Set: n.Shard, Self: n.Name, Addr: n.Addr, Peers: peers,
 		Engine: eng, DataDir: n.DataDir,
@@ -58,6 +67,12 @@ func newReplication(o Options, n config.Node, eng *storage.Engine, log zerolog.L
 		LeaseTTL:        rc.LeaseTTL,
 		ElectionBackoff: rc.ElectionBackoff,
 		Logger:          log,
+		OnApply:         func(_ int, d time.Duration) { rec.Record(opstats.OpReplApply, d) },
+		OnPrimary: func(uint64) {
+			if f := r.onPrimary.Load(); f != nil {
+				(*f)()
+			}
+		},
 	})
 	if err != nil {
 		cli.Close()
@@ -69,8 +84,9 @@ func newReplication(o Options, n config.Node, eng *storage.Engine, log zerolog.L
 		return nil, err
 	}
 	member.Attach(svc)
-	return &replication{svc: svc, member: member, etcd: cli, eng: eng,
-		retention: repl.RetentionPolicyOf(o.Cluster.OplogRetentionOf(n.Shard)), log: log}, nil
+	r.svc, r.member, r.etcd, r.eng, r.log = svc, member, cli, eng, log
+	r.retention = repl.RetentionPolicyOf(o.Cluster.OplogRetentionOf(n.Shard))
+	return r, nil
 }
 
 // run runs the role machine and the oplog retention loop until ctx ends;

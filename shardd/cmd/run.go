@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"google.golang.org/grpc"
 
 	"github.com/psdb/psdb/pkg/catalog"
 	"github.com/psdb/psdb/pkg/config"
@@ -127,7 +128,8 @@ func serve(ctx context.Context, o Options, n config.Node, log zerolog.Logger) er
 	if err != nil {
 		return err
 	}
-	rs, err := newReplication(o, n, eng, log)
+	rec := newOpStats()
+	rs, err := newReplication(o, n, eng, log, rec)
 	if err != nil {
 		eng.Close()
 		return err
@@ -145,6 +147,8 @@ func serve(ctx context.Context, o Options, n config.Node, log zerolog.Logger) er
 		eng.Close()
 		return err
 	}
+	// A new primary resumes the range deletions its predecessor recorded.
+	rs.setOnPrimary(srv.ResumeRangeDeletions)
 	// The role machine is owned here: it stops (giving up the primary
 	// lease) before the gRPC server and the store.
 	memberCtx, stopMember := context.WithCancel(context.Background())
@@ -156,7 +160,7 @@ func serve(ctx context.Context, o Options, n config.Node, log zerolog.Logger) er
 			log.Error().Err(err).Msg("replica-set member stopped")
 		}
 	}()
-	g := srv.NewGRPCServer()
+	g := srv.NewGRPCServer(grpc.ChainUnaryInterceptor(server.OpStatsInterceptor(rec)))
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(ln) }()
 	srv.SetServing(true)
@@ -164,6 +168,8 @@ func serve(ctx context.Context, o Options, n config.Node, log zerolog.Logger) er
 		log.Warn().Err(err).Msg("cannot write the ready file")
 	}
 	defer launcher.ClearReady(n)
+	stopStats := startLoadReporter(ctx, o, n, rs, srv, rec)
+	defer stopStats()
 	log.Info().Str("addr", n.Addr).Str("data", n.DataDir).Dur(logging.FieldDur, time.Since(start)).Msg("serving")
 
 	var serveErr error
@@ -174,6 +180,7 @@ func serve(ctx context.Context, o Options, n config.Node, log zerolog.Logger) er
 		serveErr = fmt.Errorf("grpc server stopped: %w", serveErr)
 	}
 	srv.SetServing(false)
+	stopStats()  // its gauges read the store: stop it before the store closes
 	stopMember() // step down first, so another member is elected at once
 	<-memberDone
 	rs.svc.Stop() // end the oplog streams, which never end by themselves

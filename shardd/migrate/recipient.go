@@ -110,6 +110,8 @@ type Recipient struct {
 	Last storage.OpTime
 	// Stats.
 	ClonedDocs, ClonedBytes, ModsApplied int64
+	// Statements counts the retryable-write records taken over.
+	Statements int64
 }
 
 // NewRecipient prepares a migration of r from donor into eng.
@@ -119,6 +121,46 @@ func NewRecipient(eng *storage.Engine, donor shardpb.MigrationClient, r Range) *
 
 // Session returns the donor's session id (empty before Start).
 func (rc *Recipient) Session() string { return rc.session }
+
+// StatementsProto is the wire form of migrated statement records.
+func StatementsProto(ws []storage.StmtWrite) []*shardpb.MigrationStatement {
+	out := make([]*shardpb.MigrationStatement, len(ws))
+	for i, w := range ws {
+		out[i] = &shardpb.MigrationStatement{Lsid: w.LSID, TxnNumber: w.TxnNumber, StmtId: w.StmtID, Result: w.Result}
+	}
+	return out
+}
+
+// ModStatements returns the statements the mods carry, in order.
+func ModStatements(mods []Mod) []storage.StmtWrite {
+	var out []storage.StmtWrite
+	for _, m := range mods {
+		if m.Stmt != nil {
+			out = append(out, *m.Stmt)
+		}
+	}
+	return out
+}
+
+// importStatements records the donor's statement records on this shard.
+func (rc *Recipient) importStatements(ctx context.Context, ps []*shardpb.MigrationStatement) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	ws := make([]storage.StmtWrite, len(ps))
+	for i, p := range ps {
+		ws[i] = storage.StmtWrite{Statement: storage.Statement{LSID: p.GetLsid(), TxnNumber: p.GetTxnNumber(), StmtID: p.GetStmtId()}, Result: p.GetResult()}
+	}
+	n, t, err := rc.eng.ImportStatements(ctx, ws)
+	if err != nil {
+		return fmt.Errorf("record the migrated statements of %s: %w", rc.r, err)
+	}
+	if !t.IsZero() {
+		rc.Last = t
+	}
+	rc.Statements += int64(n)
+	return nil
+}
 
 // Start opens the donor's session, deletes whatever the recipient holds
 // of the range (orphans of an earlier, aborted migration: they are not
@@ -187,7 +229,7 @@ func (rc *Recipient) Clone(ctx context.Context) error {
 			}
 		}
 		if ch.GetDone() {
-			return nil
+			return rc.importStatements(ctx, ch.GetStatements())
 		}
 	}
 }
@@ -211,6 +253,9 @@ func (rc *Recipient) TransferOnce(ctx context.Context, maxEntries int) (remainin
 	}
 	if !t.IsZero() {
 		rc.Last = t
+	}
+	if err := rc.importStatements(ctx, rep.GetStatements()); err != nil {
+		return 0, 0, err
 	}
 	rc.ModsApplied += int64(len(mods))
 	return rep.GetRemaining(), len(mods), nil

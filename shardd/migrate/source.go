@@ -26,6 +26,9 @@ const (
 type Mod struct {
 	Put      bson.Raw
 	DeleteID bson.RawValue
+	// Stmt is the retryable-write statement the mod's oplog entry
+	// completed (nil: none); it moves with the document.
+	Stmt *storage.StmtWrite
 }
 
 // Source is the donor's side of one migration of a range: a snapshot of
@@ -55,6 +58,7 @@ type Source struct {
 	cloned      bool                // Clone has started
 	cloneOK     bool                // Clone has finished without error
 	ids         map[string]struct{} // keys.Encode(_id) of the range's documents the recipient may hold
+	cloneStmts  []storage.StmtWrite // the snapshot's statement records of the range (Clone)
 	readThrough storage.OpTime
 	closed      bool
 }
@@ -165,6 +169,10 @@ func (s *Source) Clone(ctx context.Context, maxDocs, maxBytes int, send func([]b
 	if err != nil {
 		return docs, bytes, err
 	}
+	stmts, err := s.rangeStatements(ctx, snap)
+	if err != nil {
+		return docs, bytes, err
+	}
 	for {
 		cur := s.eng.LastOpTime()
 		if cur.Compare(s.at) >= 0 {
@@ -176,8 +184,78 @@ func (s *Source) Clone(ctx context.Context, maxDocs, maxBytes int, send func([]b
 	}
 	s.mu.Lock()
 	s.cloneOK = true
+	s.cloneStmts = stmts
 	s.mu.Unlock()
 	return docs, bytes, nil
+}
+
+// ClonedStatements returns the retryable-write statement records of the
+// snapshot whose oplog entries wrote documents of the range (set by a
+// successful Clone): the recipient records them, so a retry that reaches
+// it after the commit answers the donor's first result instead of running
+// again. A record whose entry the oplog no longer holds (retention) cannot
+// be attributed and is not carried; MongoDB loses such history too.
+func (s *Source) ClonedStatements() []storage.StmtWrite {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cloneStmts
+}
+
+// rangeStatements scans the snapshot's statement records and keeps those
+// whose entries wrote a document of the range.
+func (s *Source) rangeStatements(ctx context.Context, snap *storage.Snapshot) ([]storage.StmtWrite, error) {
+	var out []storage.StmtWrite
+	var after []byte
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		page, next, err := snap.ScanSessions(after, 1000, 4<<20)
+		if err != nil {
+			return nil, fmt.Errorf("statement records of %s: %w", s.r, err)
+		}
+		for _, rs := range page {
+			for _, r := range rs.Records {
+				en, ok, err := s.eng.OplogEntryAt(r.Record.OpTime)
+				if err != nil {
+					return nil, fmt.Errorf("statement records of %s: %w", s.r, err)
+				}
+				if !ok || !s.entryInRange(en) {
+					continue
+				}
+				out = append(out, storage.StmtWrite{
+					Statement: storage.Statement{LSID: rs.LSID, TxnNumber: r.TxnNumber, StmtID: r.StmtID},
+					Result:    r.Record.Result,
+				})
+			}
+		}
+		if next == nil {
+			return out, nil
+		}
+		after = next
+	}
+}
+
+// entryInRange reports whether an oplog entry wrote a document of the
+// range: an insert or update whose document is in it, or a delete of an
+// _id the range holds (decidable only when the key is _id alone, or when
+// the Source tracks the _id).
+func (s *Source) entryInRange(en storage.OplogEntry) bool {
+	if en.NS != s.r.NS {
+		return false
+	}
+	switch en.Op {
+	case storage.OpInsert, storage.OpUpdate:
+		return s.r.Contains(en.Doc)
+	case storage.OpDelete:
+		if len(s.r.Key) == 1 && s.r.Key[0].Field == "_id" {
+			d, err := bson.Marshal(bson.D{{Key: "_id", Value: en.ID}})
+			return err == nil && s.r.Contains(d)
+		}
+		_, tracked := s.ids[string(keys.Encode(en.ID))]
+		return tracked
+	}
+	return false
 }
 
 // NextMods reads up to maxEntries donor oplog entries after the last call
@@ -221,7 +299,7 @@ func (s *Source) NextMods(maxEntries int) (mods []Mod, readThrough storage.OpTim
 			k := string(keys.Encode(en.ID))
 			if s.r.Contains(en.Doc) {
 				s.ids[k] = struct{}{}
-				mods = append(mods, Mod{Put: en.Doc})
+				mods = append(mods, Mod{Put: en.Doc, Stmt: en.Stmt})
 			} else if _, ok := s.ids[k]; ok {
 				// Its shard key moved it out of the range.
 				delete(s.ids, k)
@@ -231,7 +309,7 @@ func (s *Source) NextMods(maxEntries int) (mods []Mod, readThrough storage.OpTim
 			k := string(keys.Encode(en.ID))
 			if _, ok := s.ids[k]; ok {
 				delete(s.ids, k)
-				mods = append(mods, Mod{DeleteID: en.ID})
+				mods = append(mods, Mod{DeleteID: en.ID, Stmt: en.Stmt})
 			}
 		case en.Op == storage.OpCommand && en.NS == db+".$cmd":
 			if v, err := en.Doc.LookupErr("drop"); err == nil {

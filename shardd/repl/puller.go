@@ -50,6 +50,10 @@ type PullerOptions struct {
 	// MinBackoff and MaxBackoff bound the delay before reconnecting after
 	// an error (doubling, with jitter; reset after a batch was applied).
 	MinBackoff, MaxBackoff time.Duration
+	// OnApply, if set, is called after each batch is applied with its
+	// number of entries and how long applying took (the load line's
+	// opstats.OpReplApply). It must be quick.
+	OnApply func(entries int, d time.Duration)
 }
 
 // Puller keeps a secondary's store up to date with its sync source: it
@@ -240,6 +244,9 @@ func (p *Puller) pullOnce(ctx context.Context) (progressed bool, err error) {
 			return progressed, fmt.Errorf("apply batch from %s: %w", p.opts.Source, err)
 		}
 		progressed = true
+		if p.opts.OnApply != nil {
+			p.opts.OnApply(len(entries), time.Since(start))
+		}
 		p.mu.Lock()
 		p.batches++
 		p.lastErr = nil

@@ -73,7 +73,7 @@ func (f *follower) run(ctx context.Context, p Peer) {
 			backoff = min(2*backoff, 2*time.Second)
 			continue
 		}
-		pl, err := repl.NewPuller(repl.PullerOptions{Member: m.o.Self, Source: p.Addr, Engine: m.eng, Logger: log})
+		pl, err := repl.NewPuller(repl.PullerOptions{Member: m.o.Self, Source: p.Addr, Engine: m.eng, Logger: log, OnApply: m.o.OnApply})
 		if err != nil {
 			log.Error().Err(err).Msg("cannot create the puller")
 			return

@@ -61,6 +61,12 @@ type Options struct {
 	ElectionBackoff time.Duration
 	// Logger should carry the node, role and shard fields.
 	Logger zerolog.Logger
+	// OnApply is the puller's repl.PullerOptions.OnApply (nil: none).
+	OnApply func(entries int, d time.Duration)
+	// OnPrimary, if set, is called (on its own goroutine) each time this
+	// member becomes primary, with the new term: the shard resumes the
+	// work a primary owns, such as recorded range deletions.
+	OnPrimary func(term uint64)
 }
 
 // State is a member's replica-set state, named as replSetGetStatus does.
@@ -395,6 +401,9 @@ func (m *Member) becomePrimary(ctx context.Context, lease *catalog.PrimaryLease,
 		m.log.Debug().Stringer("optime", at).Msg("no-op entry of the new term written")
 	}
 	m.log.Info().Uint64("term", term).Stringer("last", m.eng.LastOpTime()).Time("leaseValidUntil", lease.ValidUntil()).Msg("became primary")
+	if m.o.OnPrimary != nil {
+		go m.o.OnPrimary(term)
+	}
 	return nil
 }
 

@@ -178,7 +178,8 @@ func (m *migrationService) CloneRange(req *shardpb.CloneRangeRequest, stream sha
 	}
 	m.s.log.Info().Str(logging.FieldOp, "migration").Str(logging.FieldNS, ss.src.Range().NS).Str("session", req.GetSessionId()).
 		Int64("docs", docs).Int64("bytes", bytes).Dur(logging.FieldDur, time.Since(start)).Msg("range cloned")
-	return stream.Send(&shardpb.CloneRangeChunk{Done: true, Docs: docs, Bytes: bytes})
+	return stream.Send(&shardpb.CloneRangeChunk{Done: true, Docs: docs, Bytes: bytes,
+		Statements: migrate.StatementsProto(ss.src.ClonedStatements())})
 }
 
 // TransferMods returns the next mods of the range from the donor's oplog.
@@ -196,7 +197,8 @@ func (m *migrationService) TransferMods(_ context.Context, req *shardpb.Transfer
 	if err != nil {
 		return nil, err
 	}
-	rep := &shardpb.TransferModsReply{ReadThrough: fromOpTime(through), Remaining: remaining, Mods: make([]*shardpb.MigrationMod, len(mods))}
+	rep := &shardpb.TransferModsReply{ReadThrough: fromOpTime(through), Remaining: remaining, Mods: make([]*shardpb.MigrationMod, len(mods)),
+		Statements: migrate.StatementsProto(migrate.ModStatements(mods))}
 	for i, md := range mods {
 		rep.Mods[i] = migrate.ModProto(md)
 	}
@@ -308,6 +310,18 @@ func (m *migrationService) DeleteRange(ctx context.Context, req *shardpb.DeleteR
 		return nil, err
 	}
 	return &shardpb.DeleteRangeReply{Deleted: n}, nil
+}
+
+// ResumeRangeDeletions starts the range deleter on the tasks recorded in
+// the store: a member that becomes primary calls it, so the ranges its
+// predecessor gave away are deleted even if no router asks (DeleteRange
+// without a range does the same over gRPC).
+func (s *Server) ResumeRangeDeletions() {
+	if s.checkWritable() != nil {
+		return
+	}
+	s.migration.startDeleter()
+	s.migration.del.Kick()
 }
 
 // startDeleter starts the range deleter's goroutine once; it runs until

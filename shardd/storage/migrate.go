@@ -2,9 +2,11 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/psdb/psdb/pkg/mongoerr"
@@ -148,4 +150,29 @@ func (e *Engine) DeleteDocuments(ctx context.Context, ns string, ids []bson.RawV
 		return 0, OpTime{}, fmt.Errorf("delete documents from %s: %w", ns, err)
 	}
 	return n, last, nil
+}
+
+// OplogEntryAt returns the oplog entry at t; ok is false when the oplog
+// does not hold it (never written, truncated or rolled back). A chunk
+// migration's donor uses it to tell which statement records belong to
+// the migrated range.
+func (e *Engine) OplogEntryAt(t OpTime) (en OplogEntry, ok bool, err error) {
+	if err := e.begin(); err != nil {
+		return OplogEntry{}, false, err
+	}
+	defer e.end()
+	k := oplogKey(t)
+	val, closer, err := e.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return OplogEntry{}, false, nil
+	}
+	if err != nil {
+		return OplogEntry{}, false, fmt.Errorf("read oplog entry %s: %w", t, err)
+	}
+	defer closer.Close()
+	en, err = decodeOplogEntry(k, val)
+	if err != nil {
+		return OplogEntry{}, false, err
+	}
+	return en, true, nil
 }

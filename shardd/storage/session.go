@@ -415,3 +415,57 @@ func (t *txn) insertStmt(w *StmtWrite) (*StmtRecord, error) {
 	t.stmt = w
 	return nil, nil
 }
+
+// stmtMigratedMsg is the message of the no-op entry that records a
+// statement migrated from another shard.
+var stmtMigratedMsg = bson.Raw(bsoncore.NewDocumentBuilder().AppendString("msg", "migrated retryable write").Build())
+
+// ImportStatements records statements migrated from a chunk's donor with
+// the results the donor recorded, one no-op entry carrying each (so the
+// member's secondaries record them too), all in one batch. A statement
+// recorded here already, or older than its session's newest txnNumber
+// here (a retry of it is refused with TransactionTooOld anyway), is
+// skipped. It returns how many were recorded and the last entry's optime
+// (zero when none).
+func (e *Engine) ImportStatements(ctx context.Context, ws []StmtWrite) (int, OpTime, error) {
+	for i := range ws {
+		if err := ws[i].check(); err != nil {
+			return 0, OpTime{}, fmt.Errorf("migrated statement %d: %w", i, err)
+		}
+	}
+	if len(ws) == 0 {
+		return 0, OpTime{}, nil
+	}
+	if err := e.begin(); err != nil {
+		return 0, OpTime{}, err
+	}
+	defer e.end()
+	start := time.Now()
+	if err := e.lock(ctx); err != nil {
+		return 0, OpTime{}, err
+	}
+	t := e.newTxn("importStatements", "", start)
+	n := 0
+	var last OpTime
+	for i := range ws {
+		prior, err := t.lookupStmt(ws[i].Statement)
+		if mongoerr.CodeOf(err) == mongoerr.TransactionTooOld || prior != nil {
+			continue
+		}
+		if err != nil {
+			t.abort()
+			return 0, OpTime{}, err
+		}
+		t.stmt = &ws[i]
+		last = t.oplog(OpNoop, "", bson.RawValue{}, stmtMigratedMsg)
+		n++
+	}
+	if n == 0 {
+		t.abort()
+		return 0, OpTime{}, nil
+	}
+	if err := e.commit(t); err != nil {
+		return 0, OpTime{}, fmt.Errorf("import migrated statements: %w", err)
+	}
+	return n, last, nil
+}

@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,6 +61,7 @@ type Options struct {
 // routing is the part of *catalog.ChunkMap the checker reads.
 type routing interface {
 	Collection(ns string) (catalog.Collection, bool)
+	Database(name string) (catalog.Database, bool)
 	ShardVersion(ns, shard string) (catalog.CollVersion, error)
 	WaitForRevision(ctx context.Context, rev int64) error
 }
@@ -173,7 +175,7 @@ func (c *Checker) Check(ctx context.Context, ns string, v *shardpb.ShardVersion,
 	if err != nil {
 		return err
 	}
-	if shardversion.Matches(received, view) {
+	if c.matches(rt, ns, received, view) {
 		return nil
 	}
 	if !caughtUp {
@@ -189,11 +191,28 @@ func (c *Checker) Check(ctx context.Context, ns string, v *shardpb.ShardVersion,
 		} else if view, err = c.view(rt, ns); err != nil {
 			return err
 		}
-		if shardversion.Matches(received, view) {
+		if c.matches(rt, ns, received, view) {
 			return nil
 		}
 	}
 	return shardversion.Stale(shardversion.StaleInfo{NS: ns, Received: received, Wanted: view.Wanted(), ShardID: c.shard})
+}
+
+// matches is shardversion.Matches plus the database rule: an unsharded
+// collection lives on its database's primary shard, so a request that
+// says UNSHARDED is stale on any other shard (the router missed a
+// movePrimary). A database the catalog does not know yet (created by this
+// very request) is anyone's.
+func (c *Checker) matches(rt routing, ns string, received catalog.CollVersion, view shardversion.View) bool {
+	if !shardversion.Matches(received, view) {
+		return false
+	}
+	if view.Sharded {
+		return true
+	}
+	db, _, _ := strings.Cut(ns, ".")
+	d, ok := rt.Database(db)
+	return !ok || d.PrimaryShard == "" || d.PrimaryShard == c.shard
 }
 
 func interrupted(ctx context.Context, ns string) error {

@@ -321,6 +321,30 @@ func TestVersionsAfterSplitAndMigration(t *testing.T) {
 		}
 	}
 
+	// movePrimary: an unsharded collection lives on its database's primary
+	// shard, so once the primary moved, UNSHARDED is stale on s1 (a router
+	// that missed the move retries at the new primary).
+	d, err := c.cat.GetDatabase(ctx, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.cat.SetPrimaryShard(ctx, "db", "s2", d.ModRevision); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.chk.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range calls {
+		err := k.run(ctx, c, "db.plain", shardversion.Proto(catalog.CollVersion{}))
+		wantStale(t, k.name+" UNSHARDED after movePrimary", err, "db.plain", catalog.CollVersion{}, catalog.CollVersion{})
+	}
+	if _, err := c.cat.SetPrimaryShard(ctx, "db", "s1", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.chk.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+
 	// Dropped: the router's version of the old collection is refused.
 	if err := c.cat.DropCollection(ctx, ns); err != nil {
 		t.Fatal(err)
@@ -423,6 +447,13 @@ func (m *laggingMap) Collection(ns string) (catalog.Collection, bool) {
 		return m.live.Collection(ns)
 	}
 	return m.old.Collection(ns)
+}
+
+func (m *laggingMap) Database(name string) (catalog.Database, bool) {
+	if m.caughtUp.Load() {
+		return m.live.Database(name)
+	}
+	return m.old.Database(name)
 }
 
 func (m *laggingMap) ShardVersion(ns, shard string) (catalog.CollVersion, error) {
