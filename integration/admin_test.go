@@ -492,6 +492,31 @@ func TestAdmin(t *testing.T) {
 
 	// A shard owning chunks drains: started, ongoing, then completed once
 	// chunks move off it (here with chunks move; --wait follows it).
+	t.Run("MovePrimary", func(t *testing.T) {
+		if err := cli.Database("admin").RunCommand(t.Context(), bson.D{{Key: "enableSharding", Value: "admmp"}, {Key: "primaryShard", Value: sb}}).Err(); err != nil {
+			t.Fatalf("enableSharding: %v", err)
+		}
+		plain := cli.Database("admmp").Collection("plain")
+		if _, err := plain.InsertMany(t.Context(), []any{bson.D{{Key: "_id", Value: 1}}, bson.D{{Key: "_id", Value: 2}}}); err != nil {
+			t.Fatal(err)
+		}
+		out := a.must(t, "shards", "move-primary", "admmp", "--to", sa)
+		if !strings.Contains(out, "database admmp now has primary shard "+sa+" (1 unsharded collections moved") {
+			t.Fatalf("shards move-primary:\n%s", out)
+		}
+		var d bson.Raw
+		if err := cli.Database("config").Collection("databases").FindOne(t.Context(), bson.D{{Key: "_id", Value: "admmp"}}).Decode(&d); err != nil {
+			t.Fatal(err)
+		}
+		if got := d.Lookup("primary").StringValue(); got != sa {
+			t.Fatalf("config.databases primary of admmp: %q, want %q", got, sa)
+		}
+		if n, err := plain.CountDocuments(t.Context(), bson.D{}); err != nil || n != 2 {
+			t.Fatalf("count after move-primary: %d, %v", n, err)
+		}
+		a.fails(t, a.uri, "ShardNotFound", "shards", "move-primary", "admmp", "--to", "nosuchshard")
+	})
+
 	t.Run("RemoveShardWithChunks", func(t *testing.T) {
 		out := a.must(t, "shards", "remove", sb)
 		if !strings.Contains(out, "STATE                started") {

@@ -221,3 +221,30 @@ func (c *Client) WaitRemoved(ctx context.Context, name string, interval, timeout
 		}
 	}
 }
+
+// MovePrimaryResult is the answer of `shards move-primary`.
+type MovePrimaryResult struct {
+	DB          string `json:"db"`
+	To          string `json:"to"`
+	Collections int64  `json:"collections"`
+	Millis      int64  `json:"millis"`
+}
+
+// WriteTable implements Result.
+func (r MovePrimaryResult) WriteTable(w io.Writer) error {
+	_, err := fmt.Fprintf(w, "database %s now has primary shard %s (%d unsharded collections moved in %d ms)\n", r.DB, r.To, r.Collections, r.Millis)
+	return err
+}
+
+// MovePrimary runs movePrimary: db's unsharded collections move to shard
+// to, which becomes its primary (what removeShard's dbsToMove asks for).
+func (c *Client) MovePrimary(ctx context.Context, db, to string) (MovePrimaryResult, error) {
+	raw, err := c.Run(ctx, bson.D{{Key: "movePrimary", Value: db}, {Key: "to", Value: to}})
+	if err != nil {
+		return MovePrimaryResult{}, err
+	}
+	r := MovePrimaryResult{DB: db, To: to}
+	r.Collections, _ = raw.Lookup("collections").AsInt64OK()
+	r.Millis, _ = raw.Lookup("millis").AsInt64OK()
+	return r, nil
+}

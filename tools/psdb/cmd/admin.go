@@ -129,7 +129,25 @@ func newAdminShardsCmd(f *adminFlags) *cobra.Command {
 	remove.Flags().BoolVar(&wait, "wait", false, "repeat removeShard until the removal completes")
 	remove.Flags().DurationVar(&waitTimeout, "wait-timeout", 10*time.Minute, "give up waiting after this long")
 	remove.Flags().DurationVar(&interval, "interval", time.Second, "time between two removeShard calls with --wait")
-	return group("shards", "List, add and remove shards", list, add, remove)
+	var to string
+	movePrimary := &cobra.Command{
+		Use:   "move-primary <db> --to <shard>",
+		Short: "Move a database's primary shard, with its unsharded collections (movePrimary)",
+		Long: "Move a database's unsharded collections to another shard and make it the database's\n" +
+			"primary, with movePrimary: what removeShard's dbsToMove asks for. Writes to the\n" +
+			"database's unsharded collections wait while they are copied.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if to == "" {
+				return fmt.Errorf("move-primary needs --to <shard>")
+			}
+			return f.run(c, func(ctx context.Context, cl *admin.Client) (admin.Result, error) {
+				return cl.MovePrimary(ctx, args[0], to)
+			})
+		},
+	}
+	movePrimary.Flags().StringVar(&to, "to", "", "the shard to become the database's primary")
+	return group("shards", "List, add and remove shards, and move database primaries", list, add, remove, movePrimary)
 }
 
 func newAdminBalancerCmd(f *adminFlags) *cobra.Command {
