@@ -147,9 +147,13 @@ type Balancer struct {
 	log  zerolog.Logger
 	wake chan struct{}
 
-	// lastSplitPass is when the last split pass started; owned by the
-	// goroutine running rounds.
-	lastSplitPass time.Time
+	// lastSplitPass is when the last split pass started, and
+	// movedLastRound whether the last round moved chunks; both owned by
+	// the goroutine running rounds.
+	lastSplitPass  time.Time
+	movedLastRound bool
+	// woken is set by Wake: the next round runs a split pass.
+	woken atomic.Bool
 
 	mu      sync.Mutex
 	running bool
@@ -207,6 +211,7 @@ func (b *Balancer) publish(ctx context.Context) {
 // Wake makes a leader start its next round now instead of after Interval
 // (balancerStart, addShard). It never blocks.
 func (b *Balancer) Wake() {
+	b.woken.Store(true)
 	select {
 	case b.wake <- struct{}{}:
 	default:
@@ -298,9 +303,6 @@ func (b *Balancer) pause(ctx context.Context, d time.Duration) bool {
 // whether it moved chunks with no failure (then the next round follows at
 // once).
 func (b *Balancer) round(ctx context.Context) bool {
-	b.mu.Lock()
-	b.st.InRound = true
-	b.mu.Unlock()
 	defer func() {
 		b.mu.Lock()
 		b.st.InRound = false
@@ -318,6 +320,11 @@ func (b *Balancer) round(ctx context.Context) bool {
 		}
 		return false
 	}
+	// A round of a stopped balancer only reads the settings: it is not
+	// "in a balancer round" (sh.isBalancerRunning()).
+	b.mu.Lock()
+	b.st.InRound = settings.Enabled
+	b.mu.Unlock()
 	if b.splitPass(ctx, state, settings) {
 		if state, settings, err = b.opts.Source.Read(ctx); err != nil {
 			if ctx.Err() == nil {
@@ -327,6 +334,7 @@ func (b *Balancer) round(ctx context.Context) bool {
 		}
 	}
 	b.markJumbo(&state)
+	b.movedLastRound = false
 	migs, ex := plan(state, settings)
 	b.mu.Lock()
 	b.st.Mode = "off"
@@ -366,6 +374,7 @@ func (b *Balancer) round(ctx context.Context) bool {
 		})
 	}
 	_ = g.Wait() // moves record their own errors
+	b.movedLastRound = !failed.Load()
 	return !failed.Load()
 }
 
@@ -373,8 +382,7 @@ func (b *Balancer) round(ctx context.Context) bool {
 // (enabled, and Interval since the last pass) and reports whether it
 // split anything (the round then re-reads the state).
 func (b *Balancer) splitPass(ctx context.Context, state ClusterState, settings Settings) bool {
-	if b.opts.Splitter == nil || !settings.Enabled || settings.ChunkSizeBytes <= 0 ||
-		(!b.lastSplitPass.IsZero() && time.Since(b.lastSplitPass) < b.opts.Interval) {
+	if b.opts.Splitter == nil || !settings.Enabled || settings.ChunkSizeBytes <= 0 || !b.splitDue() {
 		return false
 	}
 	b.lastSplitPass = time.Now()
@@ -400,6 +408,28 @@ func (b *Balancer) splitPass(ctx context.Context, state ClusterState, settings S
 		b.log.Info().Int("split", split).Int("jumbo", len(jumbo)).Dur(logging.FieldDur, time.Since(b.lastSplitPass)).Msg("balancer split oversized chunks")
 	}
 	return split > 0
+}
+
+// maxSplitGap bounds the time between split passes while rounds keep
+// moving chunks.
+const maxSplitGap = 5 * time.Minute
+
+// splitDue decides whether this round runs a split pass. A pass measures
+// every chunk (one SplitVector each), so it runs at the first round, after
+// a Wake (addShard, balancerStart: new shards need chunks to receive), and
+// after an idle round once Interval has passed; not between the rounds of
+// a run of migrations (convergence must be bounded by copy speed, not by
+// measuring), except every maxSplitGap.
+func (b *Balancer) splitDue() bool {
+	woken := b.woken.Swap(false)
+	since := time.Since(b.lastSplitPass)
+	switch {
+	case b.lastSplitPass.IsZero(), woken, since >= maxSplitGap:
+		return true
+	case b.movedLastRound:
+		return false
+	}
+	return since >= b.opts.Interval
 }
 
 // markJumbo flags the chunks the last split pass found jumbo, so the

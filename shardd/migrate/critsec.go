@@ -118,6 +118,16 @@ func (s *Section) Leave(committed bool) {
 // Range returns the held range.
 func (s *Section) Range() Range { return s.r }
 
+// Released reports whether the section ended (Leave, or its timeout).
+func (s *Section) Released() bool {
+	select {
+	case <-s.released:
+		return true
+	default:
+		return false
+	}
+}
+
 // Held reports whether any critical section holds a range of ns.
 func (cs *CriticalSections) Held(ns string) bool {
 	cs.mu.Lock()

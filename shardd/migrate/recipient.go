@@ -122,6 +122,9 @@ func NewRecipient(eng *storage.Engine, donor shardpb.MigrationClient, r Range) *
 // Session returns the donor's session id (empty before Start).
 func (rc *Recipient) Session() string { return rc.session }
 
+// Range returns the range being received.
+func (rc *Recipient) Range() Range { return rc.r }
+
 // StatementsProto is the wire form of migrated statement records.
 func StatementsProto(ws []storage.StmtWrite) []*shardpb.MigrationStatement {
 	out := make([]*shardpb.MigrationStatement, len(ws))

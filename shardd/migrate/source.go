@@ -189,6 +189,13 @@ func (s *Source) Clone(ctx context.Context, maxDocs, maxBytes int, send func([]b
 	return docs, bytes, nil
 }
 
+// Cloning reports whether Clone is running.
+func (s *Source) Cloning() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cloned && !s.cloneOK && s.snap != nil
+}
+
 // ClonedStatements returns the retryable-write statement records of the
 // snapshot whose oplog entries wrote documents of the range (set by a
 // successful Clone): the recipient records them, so a retry that reaches

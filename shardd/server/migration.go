@@ -29,9 +29,15 @@ const (
 	// DefaultCriticalSectionTimeout ends a critical section whose
 	// migration driver went away (as aborted).
 	DefaultCriticalSectionTimeout = 10 * time.Second
-	// migrationIdle closes a donor session unused for this long (it may
-	// pin a snapshot).
-	migrationIdle = 10 * time.Minute
+	// migrationIdle ends a session (donor or recipient) that no call has
+	// used for this long and that is doing nothing (no clone or phase
+	// running, no critical section held): its driver, a router, died. It
+	// is checked when a new migration starts, so a dead router's session
+	// blocks the next migration of its range for at most this long. The
+	// router's calls follow one another without pauses (the longest gap
+	// is the catalog commit), so a live migration is never taken for
+	// idle.
+	migrationIdle = 20 * time.Second
 )
 
 // migrationService implements shardpb.MigrationServer over the Server's
@@ -102,6 +108,14 @@ func (m *migrationService) session(id string) (*migrationSession, error) {
 	return ss, nil
 }
 
+// touch marks a session used at the end of a call, so the time a long
+// call took does not count as idle.
+func (m *migrationService) touch(ss *migrationSession) {
+	m.mu.Lock()
+	ss.lastUsed = time.Now()
+	m.mu.Unlock()
+}
+
 // StartMigration opens a donor session on this primary: a snapshot of the
 // store for the range's clone. One session per range at a time.
 func (m *migrationService) StartMigration(_ context.Context, req *shardpb.StartMigrationRequest) (*shardpb.StartMigrationReply, error) {
@@ -119,7 +133,9 @@ func (m *migrationService) StartMigration(_ context.Context, req *shardpb.StartM
 	}
 	now := time.Now()
 	for id, ss := range m.sessions {
-		if ss.section == nil && now.Sub(ss.lastUsed) > migrationIdle {
+		if (ss.section == nil || ss.section.Released()) && !ss.src.Cloning() && now.Sub(ss.lastUsed) > migrationIdle {
+			m.s.log.Info().Str(logging.FieldOp, "migration").Str("session", id).Stringer("range", ss.src.Range()).
+				Dur("idle", now.Sub(ss.lastUsed)).Msg("ending an idle migration session: its driver is gone")
 			m.endLocked(id, ss)
 			continue
 		}
@@ -159,6 +175,7 @@ func (m *migrationService) CloneRange(req *shardpb.CloneRangeRequest, stream sha
 	if err != nil {
 		return err
 	}
+	defer m.touch(ss)
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	defer context.AfterFunc(m.ctx, cancel)()
@@ -193,6 +210,7 @@ func (m *migrationService) TransferMods(_ context.Context, req *shardpb.Transfer
 	if err != nil {
 		return nil, err
 	}
+	defer m.touch(ss)
 	mods, through, remaining, err := ss.src.NextMods(int(req.GetMaxEntries()))
 	if err != nil {
 		return nil, err
@@ -216,6 +234,7 @@ func (m *migrationService) EnterCriticalSection(ctx context.Context, req *shardp
 	if err != nil {
 		return nil, err
 	}
+	defer m.touch(ss)
 	timeout := time.Duration(req.GetTimeoutMs()) * time.Millisecond
 	if timeout <= 0 {
 		timeout = DefaultCriticalSectionTimeout
@@ -253,6 +272,7 @@ func (m *migrationService) LeaveCriticalSection(ctx context.Context, req *shardp
 	if err != nil {
 		return nil, err
 	}
+	defer m.touch(ss)
 	if rev := req.GetCommitRevision(); rev > 0 {
 		if w, ok := m.s.versions.(revisionWaiter); ok {
 			if err := w.WaitForRevision(ctx, rev); err != nil {

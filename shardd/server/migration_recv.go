@@ -104,9 +104,15 @@ func (m *migrationService) RecvChunkStart(ctx context.Context, req *shardpb.Recv
 	}
 	now := time.Now()
 	for id, rs := range m.recvs {
-		if now.Sub(rs.lastUsed) > migrationIdle {
-			_ = rs.donor.Close()
-			delete(m.recvs, id)
+		// A phase running holds rs.mu: never idle.
+		if rs.mu.TryLock() {
+			if now.Sub(rs.lastUsed) > migrationIdle {
+				m.s.log.Info().Str(logging.FieldOp, "migration").Str("recv", id).Stringer("range", rs.rc.Range()).
+					Dur("idle", now.Sub(rs.lastUsed)).Msg("ending an idle recipient session: its driver is gone")
+				_ = rs.donor.Close()
+				delete(m.recvs, id)
+			}
+			rs.mu.Unlock()
 		}
 	}
 	m.mu.Unlock()
@@ -153,6 +159,11 @@ func (m *migrationService) recvPhase(ctx context.Context, id string, fn func(con
 	defer cancel()
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		rs.lastUsed = time.Now()
+		m.mu.Unlock()
+	}()
 	rep := &shardpb.RecvChunkReply{}
 	if err := fn(ctx, rs, rep); err != nil {
 		return nil, err
