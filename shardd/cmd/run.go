@@ -136,7 +136,12 @@ func serve(ctx context.Context, o Options, n config.Node, log zerolog.Logger) er
 	}
 	defer rs.close()
 	// Shard versions are checked against the catalog through the same etcd client.
-	vc, err := versions.New(versions.Options{Catalog: catalog.New(rs.etcd, catalog.WithLogger(log)), Shard: n.Shard, Logger: log})
+	// A write's catch-up with the catalog is bounded by two lease TTLs: a
+	// member that cannot read etcd for that long cannot renew its lease
+	// either, and its writers should be refused (and retried elsewhere)
+	// rather than wait for the default bound.
+	vc, err := versions.New(versions.Options{Catalog: catalog.New(rs.etcd, catalog.WithLogger(log)), Shard: n.Shard, Logger: log,
+		RefreshTimeout: 2 * o.Cluster.Replication.LeaseTTL})
 	if err != nil {
 		eng.Close()
 		return err

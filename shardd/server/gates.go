@@ -64,6 +64,12 @@ func (s *Server) beginWrite(ctx context.Context, req writeRequest, docs [][]byte
 	}
 	if err := s.checkVersion(ctx, req.GetNs(), req.GetShardVersion(), true); err != nil {
 		done()
+		// A member that lost its lease while it waited for the catalog
+		// (cut off from etcd) says so: the router retries the write on
+		// the next primary at once, knowing nothing ran here.
+		if werr := s.checkWritable(); werr != nil {
+			return nil, werr
+		}
 		return nil, err
 	}
 	return done, nil
