@@ -240,7 +240,7 @@ func TestListCommands(t *testing.T) {
 			t.Errorf("not sorted: %q before %q", names[i-1], names[i])
 		}
 	}
-	want := []string{"aggregate", "buildInfo", "buildinfo", "connectionStatus", "count", "create", "delete", "drop", "endSessions", "find",
+	want := []string{"aggregate", "buildInfo", "buildinfo", "connectionStatus", "count", "create", "dbStats", "delete", "drop", "dropDatabase", "endSessions", "find",
 		"getCmdLineOpts", "getLog", "getMore", "getParameter", "hello", "hostInfo", "insert", "isMaster", "ismaster", "killCursors",
 		"killSessions", "listCollections", "listCommands", "listDatabases", "ping", "refreshSessions", "serverStatus", "update", "whatsmyuri"}
 	want = withAdminCommands(append(want, dataCommandNames...))

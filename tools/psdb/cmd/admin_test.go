@@ -32,7 +32,7 @@ func TestAdminArgs(t *testing.T) {
 		want string
 	}{
 		{[]string{"admin"}, "psdb admin needs a subcommand: one of balancer, chunks, rs, shards, summary"},
-		{[]string{"admin", "shards"}, "psdb admin shards needs a subcommand: one of add, list, remove"},
+		{[]string{"admin", "shards"}, "psdb admin shards needs a subcommand: one of add, list, move-primary, remove"},
 		{[]string{"admin", "balancer", "pause"}, `unknown subcommand "pause" of psdb admin balancer`},
 		{[]string{"admin", "shards", "remove"}, "accepts 1 arg(s), received 0"},
 		{[]string{"admin", "shards", "list", "extra"}, `unknown command "extra"`},

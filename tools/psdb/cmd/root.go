@@ -44,7 +44,12 @@ type exitError struct {
 	err  error
 }
 
-func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
 func (e *exitError) Unwrap() error { return e.err }
 
 // Execute runs psdb with args and returns the process exit status.
@@ -54,8 +59,11 @@ func Execute(args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	if err := root.Execute(); err != nil {
-		fmt.Fprintf(stderr, "psdb: %v\n", err)
 		var ee *exitError
+		if errors.As(err, &ee) && ee.err == nil {
+			return ee.code // nothing more to say (psdb shell's quit(n))
+		}
+		fmt.Fprintf(stderr, "psdb: %v\n", err)
 		if errors.As(err, &ee) {
 			return ee.code
 		}
