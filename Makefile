@@ -8,7 +8,7 @@ CMDS      := $(wildcard configsvr shardd mongos tools/psdb)
 TESTFLAGS ?= -timeout 9m
 CLUSTER   ?= cluster.yaml
 
-.PHONY: all build test unit lint vet fmt-check proto bench clean run
+.PHONY: all build test unit lint vet fmt-check proto bench gobench clean run
 
 all: build
 
@@ -51,9 +51,47 @@ proto:
 			--go-grpc_out=. --go-grpc_opt=module=github.com/psdb/psdb proto/*.proto; \
 	else echo "no .proto files yet"; fi
 
-# bench runs the Go benchmarks (figures go to docs/BENCHMARKS.md).
-bench:
+# gobench runs the Go benchmarks (figures go to docs/BENCHMARKS.md).
+gobench:
 	$(GO) test -run '^$$' -bench . -benchmem $(BENCHFLAGS) $(PKGS)
+
+# bench runs issue 9's benchmark with psdb bench against the cluster of
+# $(CLUSTER) (the `make run` cluster: 2 shards x 3 members): it starts the
+# cluster in the background (nodes already running are adopted), loads
+# BENCH_RECORDS records of 1 KB into bench.usertable sharded hashed on _id,
+# runs workloads C, B and A (uniform keys, w:majority, BENCH_THREADS
+# threads, BENCH_DURATION each), then a peak-load search on C, and writes
+# JSON results and SVG charts to BENCH_OUT (under the run directory next
+# to $(CLUSTER), which git ignores). The cluster keeps running:
+# stop it with $(BIN)/psdb cluster down -f $(CLUSTER).
+BENCH_RECORDS  ?= 100000
+BENCH_THREADS  ?= 8
+BENCH_DURATION ?= 60s
+BENCH_OUT      ?= $(dir $(CLUSTER))run/bench
+BENCH_COMMON    = --cluster $(CLUSTER) --records $(BENCH_RECORDS) --doc-size 1000 --write-concern majority
+bench: build
+	$(BIN)/psdb cluster up -f $(CLUSTER) --detach
+	@mkdir -p $(BENCH_OUT)
+	$(BIN)/psdb bench load $(BENCH_COMMON) --threads $(BENCH_THREADS) --shard --drop --out $(BENCH_OUT)/load.json
+	@for w in c b a; do \
+		echo "$(BIN)/psdb bench run --workload $$w ..."; \
+		$(BIN)/psdb bench run $(BENCH_COMMON) --workload $$w --threads $(BENCH_THREADS) --distribution uniform \
+			--duration $(BENCH_DURATION) --out $(BENCH_OUT)/$$w.json --chart $(BENCH_OUT)/$$w.svg || exit 1; \
+	done
+	$(BIN)/psdb bench peak $(BENCH_COMMON) --workload c --start-threads 1 --max-threads 256 \
+		--step-duration 10s --p99-bound 50ms --out $(BENCH_OUT)/peak.json --chart $(BENCH_OUT)/peak.svg
+
+# chaos runs every chaos scenario (docs/CHAOS.md) under the history
+# checker's load on a cluster it boots in a temporary directory (3 config
+# servers, 2 shards x 3 members, 2 routers, fault proxies between nodes),
+# prints the summary table, writes run/chaos-report.json and fails if a write
+# was lost or duplicated or the cluster did not heal. Fewer scenarios or a
+# longer load: make chaos CHAOSFLAGS='--scenario primary-kill,partition --duration 60s'
+.PHONY: chaos
+CHAOS_DURATION ?= 20s
+chaos: build
+	@mkdir -p run
+	$(BIN)/psdb chaos run --scenario all --duration $(CHAOS_DURATION) --out run/chaos-report.json $(CHAOSFLAGS)
 
 # run builds every binary and runs the cluster of $(CLUSTER) in the
 # foreground: it prints the nodes and the connection string, and Ctrl-C
