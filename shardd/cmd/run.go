@@ -141,7 +141,7 @@ func serve(ctx context.Context, o Options, n config.Node, log zerolog.Logger) er
 	// either, and its writers should be refused (and retried elsewhere)
 	// rather than wait for the default bound.
 	vc, err := versions.New(versions.Options{Catalog: catalog.New(rs.etcd, catalog.WithLogger(log)), Shard: n.Shard, Logger: log,
-		RefreshTimeout: 2 * o.Cluster.Replication.LeaseTTL})
+		RefreshTimeout: 2 * o.Cluster.Replication.LeaseTTL, Term: eng.Term})
 	if err != nil {
 		eng.Close()
 		return err

@@ -28,6 +28,10 @@ import (
 // The zero value is not usable; use NewCriticalSections. It is safe for
 // concurrent use.
 type CriticalSections struct {
+	// OnRelease, if set (before the first Enter), runs each time a
+	// section ends (Leave or timeout), before its blocked writes go on.
+	OnRelease func()
+
 	mu      sync.Mutex
 	held    map[string][]*Section           // by namespace
 	writers map[string]map[*writer]struct{} // running writes by namespace
@@ -111,6 +115,9 @@ func (s *Section) Leave(committed bool) {
 		}
 		s.committed = committed
 		cs.mu.Unlock()
+		if cs.OnRelease != nil {
+			cs.OnRelease()
+		}
 		close(s.released)
 	})
 }

@@ -50,3 +50,39 @@ func BenchmarkFindAll10k(b *testing.B) {
 	}
 	b.ReportMetric(float64(10000*b.N)/b.Elapsed().Seconds(), "docs/s")
 }
+
+// BenchmarkUpdateByID: one synced $set of one document found by _id per
+// call (YCSB's update), over 10,000 documents of ~1 KB, at the benchmark's
+// parallelism.
+func BenchmarkUpdateByID(b *testing.B) {
+	f := startB(b)
+	ctx := context.Background()
+	const n = 10000
+	pad := make([]byte, 1000)
+	for i := range pad {
+		pad[i] = 'x'
+	}
+	var docs []bson.Raw
+	for i := range n {
+		docs = append(docs, raw(b, bson.D{{Key: "_id", Value: int64(i)}, {Key: "f", Value: string(pad)}}))
+		if len(docs) == 1000 {
+			if _, err := f.cli.Insert(ctx, ns, docs, shardclient.WriteOptions{}); err != nil {
+				b.Fatal(err)
+			}
+			docs = nil
+		}
+	}
+	var next atomic.Int64
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			id := next.Add(7919) % n
+			st := shardclient.UpdateStatement{Filter: raw(b, bson.D{{Key: "_id", Value: id}}),
+				Update: raw(b, bson.D{{Key: "$set", Value: bson.D{{Key: "f", Value: "y"}}}})}
+			if _, err := f.cli.Update(ctx, ns, []shardclient.UpdateStatement{st}, shardclient.WriteOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

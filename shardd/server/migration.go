@@ -69,8 +69,17 @@ func newMigrationService(s *Server) *migrationService {
 	ctx, cancel := context.WithCancel(context.Background())
 	del := migrate.NewRangeDeleter(s.eng, s.log, 0)
 	del.CheckWritable = s.checkWritable
+	crit := migrate.NewCriticalSections()
+	// A section that ends (committed, aborted or timed out) may end after
+	// a commit this shard's routing view has not seen: the version check
+	// must catch up with the catalog before trusting its view again.
+	crit.OnRelease = func() {
+		if inv, ok := s.versions.(viewInvalidator); ok {
+			inv.Invalidate()
+		}
+	}
 	return &migrationService{
-		s: s, crit: migrate.NewCriticalSections(), del: del,
+		s: s, crit: crit, del: del,
 		ctx: ctx, cancel: cancel, sessions: map[string]*migrationSession{},
 	}
 }
@@ -259,6 +268,12 @@ func (m *migrationService) EnterCriticalSection(ctx context.Context, req *shardp
 }
 
 // revisionWaiter is implemented by the catalog-backed VersionChecker.
+// viewInvalidator is implemented by the catalog-backed VersionChecker
+// (shardd/versions): the next write catches up with the catalog first.
+type viewInvalidator interface {
+	Invalidate()
+}
+
 type revisionWaiter interface {
 	WaitForRevision(ctx context.Context, rev int64) error
 }

@@ -56,6 +56,12 @@ type Options struct {
 	// RefreshTimeout bounds one catch-up with the catalog (default
 	// DefaultRefreshTimeout).
 	RefreshTimeout time.Duration
+	// Term returns the member's current replication term. With it, a
+	// write to a sharded collection whose version matches the view is
+	// decided from the view once the checker has caught up with the
+	// catalog in the current term (see Check); nil: every write catches
+	// up first.
+	Term func() uint64
 }
 
 // routing is the part of *catalog.ChunkMap the checker reads.
@@ -76,6 +82,13 @@ type Checker struct {
 	log            zerolog.Logger
 	openTimeout    time.Duration
 	refreshTimeout time.Duration
+	term           func() uint64
+
+	// caughtUpTerm is 1 + the term in which the last catch-up started (0:
+	// none yet, or invalidated); gen counts Invalidate calls, so a
+	// catch-up that started before one does not restore the trust.
+	caughtUpTerm atomic.Uint64
+	gen          atomic.Uint64
 
 	// rt is the loaded routing metadata (nil until loaded).
 	rt atomic.Pointer[routingRef]
@@ -119,7 +132,7 @@ func New(opts Options) (*Checker, error) {
 	if opts.RefreshTimeout <= 0 {
 		opts.RefreshTimeout = DefaultRefreshTimeout
 	}
-	return &Checker{cat: opts.Catalog, shard: opts.Shard, openTimeout: opts.OpenTimeout, refreshTimeout: opts.RefreshTimeout,
+	return &Checker{cat: opts.Catalog, shard: opts.Shard, openTimeout: opts.OpenTimeout, refreshTimeout: opts.RefreshTimeout, term: opts.Term,
 		log: opts.Logger.With().Str(logging.FieldOp, "shardversion").Logger()}, nil
 }
 
@@ -142,10 +155,12 @@ func (c *Checker) Close() {
 //   - a read is decided from the chunk map when it matches; a mismatch
 //     first catches up with the catalog and decides again, so a router
 //     newer than this shard is served, not refused;
-//   - a write always catches up first, so it is refused even when the
-//     router and this shard both missed the same change (their old
-//     versions would agree). A catch-up costs one etcd read, shared by the
-//     writes that arrive together.
+//   - a write catches up first, so it is refused even when the router
+//     and this shard both missed the same change (their old versions
+//     would agree), unless viewTrusted: a sharded version, and a catch-up
+//     done in the member's current term since the last Invalidate. A
+//     catch-up costs one etcd read, shared by the writes that arrive
+//     together.
 //
 // Errors: Interrupted when ctx ends first, NotYetInitialized while the
 // routing metadata cannot be loaded, ShutdownInProgress after Close,
@@ -161,7 +176,7 @@ func (c *Checker) Check(ctx context.Context, ns string, v *shardpb.ShardVersion,
 		return err
 	}
 	caughtUp := false
-	if write {
+	if write && !c.viewTrusted(received) {
 		if err := c.refresh(ctx, rt); err != nil {
 			if ctx.Err() != nil {
 				return interrupted(ctx, ns)
@@ -213,6 +228,34 @@ func (c *Checker) matches(rt routing, ns string, received catalog.CollVersion, v
 	db, _, _ := strings.Cut(ns, ".")
 	d, ok := rt.Database(db)
 	return !ok || d.PrimaryShard == "" || d.PrimaryShard == c.shard
+}
+
+// viewTrusted reports whether a write with version received may be
+// decided from the chunk map's view without catching up with the catalog
+// first. It may when the write is to a sharded collection (a version, not
+// UNSHARDED) and the checker has caught up in this member's current term:
+// the ownership of a sharded collection's chunks changes only by a
+// migration, whose donor lets no write to the range go on before its own
+// view shows the commit (the critical section waits for the commit's
+// revision), and a recipient's view that lags the router's is a mismatch,
+// which catches up before deciding. A new primary catches up once, as its
+// predecessor may have released a migration's writes its watch has not
+// delivered yet. UNSHARDED writes still catch up every time: the changes
+// that make them stale (shardCollection, movePrimary, a drop and
+// re-creation) are not fenced on this shard.
+func (c *Checker) viewTrusted(received catalog.CollVersion) bool {
+	if c.term == nil || shardversion.IsUnsharded(received) {
+		return false
+	}
+	t := c.caughtUpTerm.Load()
+	return t != 0 && t == c.term()+1
+}
+
+// Invalidate makes the next write catch up with the catalog before it is
+// decided (a migration's critical section ended on this shard).
+func (c *Checker) Invalidate() {
+	c.gen.Add(1)
+	c.caughtUpTerm.Store(0)
 }
 
 func interrupted(ctx context.Context, ns string) error {
@@ -350,9 +393,17 @@ func (c *Checker) refresh(ctx context.Context, rt routing) error {
 	c.rmu.Unlock()
 
 	// Shared by every caller of r: not cancelled by this one leaving.
+	var term uint64
+	if c.term != nil {
+		term = c.term()
+	}
+	gen := c.gen.Load()
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.refreshTimeout)
 	err := c.catchUp(rctx, rt)
 	cancel()
+	if err == nil && c.term != nil && c.gen.Load() == gen {
+		c.caughtUpTerm.Store(term + 1)
+	}
 	c.refreshes.Add(1)
 
 	c.rmu.Lock()

@@ -581,3 +581,54 @@ func BenchmarkCheck(b *testing.B) {
 		})
 	})
 }
+
+// With the member's term, a write to a sharded collection whose version
+// matches is decided from the view once the checker caught up in the
+// current term; a released critical section (Invalidate) or a new term
+// makes the next write catch up again, and UNSHARDED writes always do.
+func TestWritesTrustTheViewWithinATerm(t *testing.T) {
+	c := newCluster(t)
+	ctx := ctxT(t)
+	var term atomic.Uint64
+	term.Store(3)
+	chk, err := New(Options{Catalog: c.cat, Shard: "s1", Logger: logging.Nop(), Term: term.Load})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer chk.Close()
+	v := shardversion.Proto(c.shardVersion(t, "s1"))
+	write := func(ns string, v *shardpb.ShardVersion) {
+		t.Helper()
+		if err := chk.Check(ctx, ns, v, true); err != nil {
+			t.Fatalf("write to %s: %v", ns, err)
+		}
+	}
+	wantRefreshes := func(what string, n int64) {
+		t.Helper()
+		if got := chk.Refreshes(); got != n {
+			t.Fatalf("%s: %d catch-ups with the catalog, want %d", what, got, n)
+		}
+	}
+	write(ns, v)
+	wantRefreshes("first write of the term", 1)
+	write(ns, v)
+	write(ns, v)
+	wantRefreshes("later matching writes", 1)
+	chk.Invalidate()
+	write(ns, v)
+	wantRefreshes("the write after a released critical section", 2)
+	write(ns, v)
+	wantRefreshes("then", 2)
+	term.Store(4)
+	write(ns, v)
+	wantRefreshes("the first write of a new term", 3)
+	unsharded := shardversion.Proto(catalog.CollVersion{})
+	write("db.plain", unsharded)
+	write("db.plain", unsharded)
+	wantRefreshes("UNSHARDED writes", 5)
+	// Reads never catch up when they match.
+	if err := chk.Check(ctx, ns, v, false); err != nil {
+		t.Fatal(err)
+	}
+	wantRefreshes("a matching read", 5)
+}
