@@ -21,6 +21,7 @@ type shellFlags struct {
 	quiet          bool
 	history        string
 	connectTimeout time.Duration
+	timeout        time.Duration
 }
 
 func newShellCmd() *cobra.Command {
@@ -46,6 +47,7 @@ The uri may be a full connection string, host:port[/db], or a database name
 	c.Flags().BoolVar(&f.quiet, "quiet", false, "print no banner")
 	c.Flags().StringVar(&f.history, "history", "", "history file (default $"+shell.HistoryEnv+" or ~/.psdb_shell_history)")
 	c.Flags().DurationVar(&f.connectTimeout, "connect-timeout", shell.DefaultConnectTimeout, "give up connecting after this long")
+	c.Flags().DurationVar(&f.timeout, "timeout", shell.DefaultOpTimeout, "bound on each operation sent to the server (0: none)")
 	return c
 }
 
@@ -87,7 +89,7 @@ func runShell(c *cobra.Command, f shellFlags, args []string) error {
 		scripts = append(scripts, string(b))
 	}
 	ctx := c.Context()
-	sh, err := shell.New(ctx, shell.Options{URI: shellURI(uriArg), ConnectTimeout: f.connectTimeout,
+	sh, err := shell.New(ctx, shell.Options{URI: shellURI(uriArg), ConnectTimeout: f.connectTimeout, OpTimeout: f.timeout,
 		Out: c.OutOrStdout(), Err: c.ErrOrStderr()})
 	if err != nil {
 		return err

@@ -35,6 +35,9 @@ const DefaultURI = "mongodb://127.0.0.1:27017/test"
 // cluster fails with one message instead of hanging.
 const DefaultConnectTimeout = 5 * time.Second
 
+// DefaultOpTimeout bounds each operation of psdb shell (--timeout).
+const DefaultOpTimeout = 60 * time.Second
+
 // BatchSize is how many documents a cursor result prints before
 // `Type "it" for more`, as in mongosh.
 const BatchSize = 20
@@ -43,8 +46,12 @@ const BatchSize = 20
 type Options struct {
 	URI            string        // connection string; DefaultURI if empty
 	ConnectTimeout time.Duration // server selection timeout; DefaultConnectTimeout if 0
-	Out            io.Writer     // results and print(); required
-	Err            io.Writer     // error reports; Out if nil
+	// OpTimeout bounds every operation sent to the server (the driver's
+	// client-side operation timeout), so a hung router ends a command
+	// with an error instead of a hang; 0: no bound.
+	OpTimeout time.Duration
+	Out       io.Writer // results and print(); required
+	Err       io.Writer // error reports; Out if nil
 }
 
 // Shell is one connected JavaScript session.
@@ -102,6 +109,9 @@ func New(ctx context.Context, o Options) (*Shell, error) {
 	}
 	if !cs.ConnectTimeoutSet {
 		co.SetConnectTimeout(timeout)
+	}
+	if o.OpTimeout > 0 {
+		co.SetTimeout(o.OpTimeout)
 	}
 	client, err := mongo.Connect(co)
 	if err != nil {
