@@ -213,9 +213,30 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// etcdStopGrace bounds etcd's graceful stop (a leader first transfers
+// its leadership); past it the server stops hard, as after a crash, which
+// the other members survive by electing a leader.
+const etcdStopGrace = 2 * time.Second
+
 func (s *Server) closeEtcd() {
 	s.closing.Store(true)
-	s.etcd.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.etcd.Close()
+	}()
+	select {
+	case <-done:
+		return
+	case <-time.After(etcdStopGrace):
+	}
+	s.log.Warn().Dur("after", etcdStopGrace).Msg("etcd did not stop gracefully; stopping it hard")
+	s.etcd.Server.HardStop()
+	select {
+	case <-done:
+	case <-time.After(etcdStopGrace):
+		s.log.Warn().Msg("etcd still stopping; exiting anyway (its data is synced)")
+	}
 }
 
 func clientURL(addr string) string { return "http://" + addr }
