@@ -196,19 +196,18 @@ func (rc *routerCluster) split(t testing.TB, ctx context.Context, ns string, poi
 	}
 }
 
-// moveChunk gives the chunk of ns holding point to shard to, in the
-// catalog only: PSDB has no migration yet, so the caller moves only
-// chunks that hold no document (the documents would stay on the donor
-// as orphans).
+// moveChunk gives the chunk of ns holding point to shard to with the
+// moveChunk command through router A (a real migration: documents, the
+// donor's critical section, the commit), waiting for the donor's range
+// deletion.
 func (rc *routerCluster) moveChunk(t testing.TB, ctx context.Context, ns string, point bson.D, to string) {
 	t.Helper()
-	coll, ch := rc.chunkAt(t, ctx, ns, point)
+	_, ch := rc.chunkAt(t, ctx, ns, point)
 	if ch.Shard == to {
 		return
 	}
-	if _, err := rc.cat.CommitMigration(ctx, ns, ch, ch.Shard, to, coll.CollVersion()); err != nil {
-		t.Fatalf("move chunk %s of %s to %s: %v", ch, ns, to, err)
-	}
+	runAdmin(t, ctx, rc.clients[0], bson.D{{Key: "moveChunk", Value: ns}, {Key: "bounds", Value: bson.A{ch.Min, ch.Max}},
+		{Key: "to", Value: to}, {Key: "_waitForDelete", Value: true}})
 }
 
 // chunkShards returns the number of chunks of ns on each shard, from the

@@ -32,6 +32,12 @@ func (s *Server) DropCollection(ctx context.Context, req *shardpb.DropCollection
 	if err := s.checkWritable(); err != nil { // a secondary's oplog must stay a copy of its primary's
 		return nil, err
 	}
+	// A drop precedes a catalog change (the record's removal, perhaps a
+	// re-creation under a new epoch) that this shard's writes must see:
+	// they catch up with the catalog again before trusting the view.
+	if inv, ok := s.versions.(viewInvalidator); ok {
+		defer inv.Invalidate()
+	}
 	specs, err := s.eng.ListIndexes(req.GetNs())
 	if err != nil {
 		return nil, err
