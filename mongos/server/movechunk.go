@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -143,7 +144,7 @@ func MoveChunk(ctx context.Context, ab AdminBackend, cat *catalog.Catalog, ns st
 	err := m.run(ctx)
 	m.stats.Total = time.Since(m.start)
 	m.stats.Committed = m.committed
-	done := append(bounds,
+	done := append(slices.Clip(bounds),
 		bson.E{Key: "clonedDocs", Value: m.stats.Docs}, bson.E{Key: "clonedBytes", Value: m.stats.Bytes},
 		bson.E{Key: "catchUpMods", Value: m.stats.Mods},
 		bson.E{Key: "criticalSectionMillis", Value: m.stats.CriticalSection.Milliseconds()},
