@@ -81,6 +81,34 @@ bench: build
 	$(BIN)/psdb bench peak $(BENCH_COMMON) --workload c --start-threads 1 --max-threads 256 \
 		--step-duration 10s --p99-bound 50ms --out $(BENCH_OUT)/peak.json --chart $(BENCH_OUT)/peak.svg
 
+# bench-scale runs the scale-out scenario (issue 9 part 2) on a fresh
+# 4-shard cluster (SCALE_CLUSTER: 4 shards x 3 members, 1 router, chunks of
+# 4 MiB, a balancer round every 2 s; its run directory SCALE_RUN is wiped
+# first): shards 2-4 are removed, SCALE_RECORDS records of 1 KB are loaded
+# hashed on shard 1, then the shards are added back one at a time while
+# workload SCALE_WORKLOAD runs. JSON and SVG chart go to SCALE_RUN/out; the
+# cluster is stopped at the end. SCALE_CHUNK overrides the chunk size: keep
+# SCALE_RECORDS x 1 KB / SCALE_CHUNK at 20 or more, so that the load splits
+# into enough chunks to spread evenly over 4 shards. Shorter: make bench-scale SCALE_RECORDS=20000 SCALE_CHUNK=1MiB SCALE_STEP=20s
+SCALE_CLUSTER  ?= bench/scale-cluster.yaml
+SCALE_RUN      ?= run/bench-scale
+SCALE_RECORDS  ?= 100000
+SCALE_STEP     ?= 60s
+SCALE_CHUNK    ?= 4MiB
+SCALE_WORKLOAD ?= a
+SCALE_THREADS  ?= 8
+SCALE_FLAGS    ?=
+.PHONY: bench-scale
+bench-scale: build
+	-$(BIN)/psdb cluster down -f $(SCALE_CLUSTER) >/dev/null 2>&1
+	rm -rf $(SCALE_RUN)
+	$(BIN)/psdb cluster up -f $(SCALE_CLUSTER) --chunk-size $(SCALE_CHUNK) --detach
+	@mkdir -p $(SCALE_RUN)/out
+	$(BIN)/psdb bench scenario scale-out --cluster $(SCALE_CLUSTER) --shards 4 --records $(SCALE_RECORDS) --doc-size 1000 \
+		--workload $(SCALE_WORKLOAD) --threads $(SCALE_THREADS) --step-duration $(SCALE_STEP) $(SCALE_FLAGS) \
+		--out $(SCALE_RUN)/out/scale.json --chart $(SCALE_RUN)/out/scale.svg; \
+	st=$$?; $(BIN)/psdb cluster down -f $(SCALE_CLUSTER); exit $$st
+
 # chaos runs every chaos scenario (docs/CHAOS.md) under the history
 # checker's load on a cluster it boots in a temporary directory (3 config
 # servers, 2 shards x 3 members, 2 routers, fault proxies between nodes),

@@ -138,11 +138,12 @@ func newBenchCmd() *cobra.Command {
   psdb bench run --workload a --duration 60s        # run a workload against them
   psdb bench run --load --workload c ...            # both, in one command
   psdb bench peak --workload c --max-threads 256    # double threads until p99 passes a bound
+  psdb bench scenario scale-out --cluster c.yaml    # add shards 1 to 4 under load
 
 Results: a live progress line on stderr, a summary on stdout, --out results.json
 and --chart chart.svg. See docs/design/bench.md.`,
 	}
-	c.AddCommand(newBenchRunCmd(), newBenchLoadCmd(), newBenchPeakCmd())
+	c.AddCommand(newBenchRunCmd(), newBenchLoadCmd(), newBenchPeakCmd(), newBenchScenarioCmd())
 	return c
 }
 
