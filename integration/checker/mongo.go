@@ -9,6 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readconcern"
 )
 
 var _ Store = (*MongoStore)(nil)
@@ -22,11 +23,17 @@ var _ Store = (*MongoStore)(nil)
 // safe for concurrent use, as *mongo.Collection is.
 type MongoStore struct {
 	coll *mongo.Collection
+	// reads is coll with readConcern "majority": a "local" read on a
+	// primary may return a write that a failover then rolls back
+	// (MongoDB allows it, and so does PSDB), after which a later read
+	// goes back in time. The promise checked, that no read goes back in
+	// time for one client, is the one majority reads carry.
+	reads *mongo.Collection
 }
 
 // NewMongoStore returns the Store over coll.
 func NewMongoStore(coll *mongo.Collection) *MongoStore {
-	return &MongoStore{coll: coll}
+	return &MongoStore{coll: coll, reads: coll.Clone(options.Collection().SetReadConcern(readconcern.Majority()))}
 }
 
 // InsertOne inserts doc.
@@ -56,10 +63,10 @@ func (s *MongoStore) UpdateCounter(ctx context.Context, id string, inc int64) (i
 }
 
 // ReadCounter reads counter id with the collection's read preference and
-// read concern.
+// readConcern "majority".
 func (s *MongoStore) ReadCounter(ctx context.Context, id string) (int64, bool, error) {
 	var d counterDoc
-	err := s.coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
+	err := s.reads.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return 0, false, nil
 	}
