@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -112,8 +111,8 @@ func applySettingsUpdate(s catalog.BalancerSettings, id string, update bson.Raw)
 			}
 		}
 	}
-	if !validClockPair(s.WindowStart, s.WindowEnd) {
-		return before, false, mongoerr.New(mongoerr.BadValue, "the balancer's activeWindow needs both start and stop as \"HH:MM\", got %q and %q", s.WindowStart, s.WindowEnd)
+	if err := s.Validate(); err != nil {
+		return before, false, err
 	}
 	return s, s != before, nil
 }
@@ -198,17 +197,4 @@ func applySettingsField(s *catalog.BalancerSettings, id string, unset bool, key 
 		return mongoerr.New(mongoerr.BadValue, "config.settings %s has no field %q that PSDB can set (balancer: stopped, mode, activeWindow; chunksize: value)", id, key)
 	}
 	return nil
-}
-
-// validClockPair reports whether a window is empty or two HH:MM times.
-func validClockPair(start, stop string) bool {
-	if start == "" && stop == "" {
-		return true
-	}
-	ok := func(x string) bool {
-		var h, m int
-		n, err := fmt.Sscanf(x, "%d:%d", &h, &m)
-		return err == nil && n == 2 && len(x) == 5 && h >= 0 && h < 24 && m >= 0 && m < 60
-	}
-	return ok(start) && ok(stop)
 }

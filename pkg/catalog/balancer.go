@@ -57,13 +57,23 @@ func (c *Catalog) GetBalancerSettings(ctx context.Context) (BalancerSettings, er
 	return s, nil
 }
 
-// SetBalancerSettings stores the settings.
-func (c *Catalog) SetBalancerSettings(ctx context.Context, s BalancerSettings) error {
+// Validate checks the settings as SetBalancerSettings stores them: the
+// window empty or two HH:MM times, the counts and the chunk size positive.
+// Errors are BadValue (ErrInvalid).
+func (s BalancerSettings) Validate() error {
 	if !validClock(s.WindowStart) || !validClock(s.WindowEnd) || (s.WindowStart == "") != (s.WindowEnd == "") {
 		return invalid("balancer window must be two HH:MM times, got %q-%q", s.WindowStart, s.WindowEnd)
 	}
 	if s.Threshold < 1 || s.MaxConcurrent < 1 || s.ChunkSizeBytes < 1 {
 		return invalid("balancer threshold, maxConcurrent and chunkSizeBytes must be positive")
+	}
+	return nil
+}
+
+// SetBalancerSettings stores the settings.
+func (c *Catalog) SetBalancerSettings(ctx context.Context, s BalancerSettings) error {
+	if err := s.Validate(); err != nil {
+		return err
 	}
 	if _, err := c.cli.Put(ctx, c.balancerSettingsKey(), mustJSON(s)); err != nil {
 		return fmt.Errorf("etcd put balancer settings: %w", err)
@@ -168,8 +178,8 @@ func (c *Catalog) ApplyBalancerConfig(ctx context.Context, bc BalancerConfig) (B
 		if bc.Threshold > 0 && bc.Threshold != s.FileThreshold {
 			s.Threshold, s.FileThreshold = bc.Threshold, bc.Threshold
 		}
-		if s.Threshold < 1 || s.MaxConcurrent < 1 || s.ChunkSizeBytes < 1 {
-			return BalancerSettings{}, invalid("balancer threshold, maxConcurrent and chunkSizeBytes must be positive")
+		if err := s.Validate(); err != nil {
+			return BalancerSettings{}, err
 		}
 		key := c.balancerSettingsKey()
 		cmp := clientv3.Compare(clientv3.ModRevision(key), "=", rev) // 0: absent
