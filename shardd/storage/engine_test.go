@@ -497,6 +497,62 @@ func TestIDRangeScan(t *testing.T) {
 	}
 }
 
+// TestIDPointScan covers the point read of ScanIndex on _id_: a range
+// [Encode(v), PrefixEnd(Encode(v))) is one Get, and answers what a scan of
+// that range would: the one document equal to v in MongoDB's order (2 and
+// 2.0 are one _id), nothing for a missing one, nothing from the
+// neighbours, and the document as of the snapshot.
+func TestIDPointScan(t *testing.T) {
+	e := openTest(t, Options{NoSync: true})
+	insertOK(t, e, testNS, bson.D{{Key: "_id", Value: int32(1)}}, bson.D{{Key: "_id", Value: 2.0}, {Key: "v", Value: "old"}},
+		bson.D{{Key: "_id", Value: int64(3)}}, bson.D{{Key: "_id", Value: "a"}}, bson.D{{Key: "_id", Value: "ab"}})
+	s, err := e.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	if _, err := e.Replace(context.Background(), testNS, rv(t, 2), mustDoc(t, bson.D{{Key: "_id", Value: 2.0}, {Key: "v", Value: "new"}})); err != nil {
+		t.Fatal(err)
+	}
+	point := func(v any) []string {
+		t.Helper()
+		lo := keys.Encode(rv(t, v))
+		if !isPointRange(lo, keys.PrefixEnd(lo)) {
+			t.Fatalf("%v: not a point range", v)
+		}
+		it, err := s.ScanIndex(testNS, IDIndexName, lo, keys.PrefixEnd(lo), false)
+		return scanIDs(t, it, err)
+	}
+	for _, c := range []struct {
+		v    any
+		want string
+	}{{int64(1), "[1]"}, {2, "[2.0]"}, {3.0, "[3]"}, {"a", "[\"a\"]"}, {"ab", "[\"ab\"]"}, {4, "[]"}, {"b", "[]"}} {
+		if got := fmt.Sprint(point(c.v)); got != c.want {
+			t.Errorf("point %v: got %s, want %s", c.v, got, c.want)
+		}
+	}
+	lo := keys.Encode(rv(t, 2))
+	it, err := s.ScanIndex(testNS, IDIndexName, lo, keys.PrefixEnd(lo), false)
+	if err != nil || !it.Next() {
+		t.Fatalf("point 2: %v %v", err, it.Err())
+	}
+	if got := it.Doc().Lookup("v").StringValue(); got != "old" {
+		t.Fatalf("point read saw %q, not the snapshot's document", got)
+	}
+	if !bytes.Equal(it.IndexKey(), lo) || it.Next() {
+		t.Fatalf("IndexKey %x (want %x), or a second result", it.IndexKey(), lo)
+	}
+	_ = it.Close()
+	// Ranges that are not one whole value stay scans.
+	if isPointRange(lo[:len(lo)-1], keys.PrefixEnd(lo[:len(lo)-1])) || isPointRange(lo, nil) || isPointRange(nil, lo) {
+		t.Fatal("a partial or open range taken for a point")
+	}
+	it, err = s.ScanIndex("db.missing", IDIndexName, lo, keys.PrefixEnd(lo), false)
+	if ids := scanIDs(t, it, err); len(ids) != 0 {
+		t.Fatalf("missing collection yielded %v", ids)
+	}
+}
+
 func TestSnapshotIsolation(t *testing.T) {
 	ctx := context.Background()
 	e := openTest(t, Options{})

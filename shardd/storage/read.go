@@ -184,6 +184,16 @@ func (s *Snapshot) ScanIndex(ns, indexName string, lo, hi []byte, reverse bool) 
 	if hi != nil {
 		upper = append(append([]byte(nil), p...), hi...)
 	}
+	if !isIndex && isPointRange(lo, hi) {
+		// One _id: a Get, which the bloom filters let skip every table
+		// that cannot hold the key, instead of an iterator that seeks in
+		// all of them.
+		it, err := s.newIter(nil, len(p), false, reverse)
+		if it != nil {
+			it.coll, it.point = c.id, lower
+		}
+		return it, err
+	}
 	it, err := s.newIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper}, len(p), isIndex, reverse)
 	if it != nil {
 		it.coll = c.id
@@ -202,7 +212,8 @@ func (s *Snapshot) ScanIndex(ns, indexName string, lo, hi []byte, reverse bool) 
 // that stays valid after Next and Close.
 type Iter struct {
 	s         *Snapshot
-	it        *pebble.Iterator // nil: empty iteration
+	it        *pebble.Iterator // nil: empty iteration, or a point read
+	point     []byte           // a point read: the one document key to Get
 	docs      *pebble.Iterator // index scans: positioned on documents by SeekGE (cheaper than a Get per entry)
 	coll      uint32
 	index     bool // entries of a secondary index (else documents)
@@ -255,6 +266,9 @@ func (it *Iter) Next() bool {
 		it.err = ErrClosed
 		return false
 	}
+	if it.point != nil {
+		return it.nextPoint()
+	}
 	if it.it == nil {
 		it.done = true
 		return false
@@ -281,6 +295,39 @@ func (it *Iter) Next() bool {
 		return false
 	}
 	return true
+}
+
+// nextPoint is Next of a point read: the document, if any, on the first
+// call; nothing after.
+func (it *Iter) nextPoint() bool {
+	if it.started {
+		it.done = true
+		return false
+	}
+	it.started = true
+	doc, ok, err := getCopy(it.s.snap, it.point)
+	if err != nil || !ok {
+		it.done, it.err = true, err
+		return false
+	}
+	id, err := docID(doc)
+	if err != nil {
+		it.err = fmt.Errorf("document at %x has no leading _id: %w", it.point, err)
+		return false
+	}
+	it.key, it.doc, it.id = it.point[it.prefixLen:], doc, id
+	return true
+}
+
+// isPointRange reports whether [lo, hi) holds exactly one possible _id
+// key: lo is one whole encoded value and hi its PrefixEnd. Encodings are
+// prefix-free (pkg/keys), so no other key lies between them.
+func isPointRange(lo, hi []byte) bool {
+	if lo == nil || hi == nil || !bytes.Equal(hi, keys.PrefixEnd(lo)) {
+		return false
+	}
+	_, rest, err := keys.DecodeValue(lo)
+	return err == nil && len(rest) == 0
 }
 
 func (it *Iter) load() error {
