@@ -90,8 +90,11 @@ type SplitSpec struct {
 type SplitResult struct {
 	// SplitKeys are bound documents, increasing, strictly inside (Min, Max).
 	SplitKeys []bson.Raw
-	DataSize  int64 // bytes of the documents in the range
-	NumDocs   int64
+	// DataSize and NumDocs measure the range; when MaxChunkBytes is set
+	// and the collection's total on this shard is within it, they are that
+	// total instead (the range is not read; see SplitVector).
+	DataSize int64 // bytes of the documents in the range
+	NumDocs  int64
 	// Jumbo: a split was needed (the range is larger than MaxChunkBytes,
 	// or Force) but none is possible: every document has one key value.
 	Jumbo bool
@@ -122,6 +125,16 @@ func (x *Executor) SplitVector(ctx context.Context, ns string, spec SplitSpec) (
 	r, err := parseSplitSpec(spec)
 	if err != nil {
 		return nil, err
+	}
+	if !r.force && r.maxBytes > 0 {
+		// A range of the collection is never larger than all of it: when
+		// the whole collection here fits in MaxChunkBytes nothing needs a
+		// split, and the balancer's periodic pass costs one point read
+		// instead of a scan. DataSize and NumDocs are then the
+		// collection's totals on this shard, an upper bound of the range's.
+		if st, err := x.eng.Stats(ns); err == nil && st.DataSize <= r.maxBytes {
+			return &SplitResult{DataSize: st.DataSize, NumDocs: st.Count}, nil
+		}
 	}
 	snap, err := x.eng.Snapshot()
 	if err != nil {

@@ -466,3 +466,48 @@ func TestSplitVectorErrors(t *testing.T) {
 		t.Fatalf("sorted fallback over its bound: %v", err)
 	}
 }
+
+// TestSplitVectorSmallCollection: when the whole collection on the shard
+// fits in MaxChunkBytes, no range of it can need a split; the answer comes
+// from the collection's totals (an upper bound of the range's) without a
+// scan, and a measuring call (no MaxChunkBytes) still measures the range.
+func TestSplitVectorSmallCollection(t *testing.T) {
+	eng := openStore(t)
+	x := New(eng)
+	xs := make([]int64, 100)
+	for i := range xs {
+		xs[i] = int64(i)
+	}
+	sizes := loadX(t, eng, "db.small", xs)
+	total := sumInts(sizes)
+	lo, hi := allX(t)
+	half := bnd(t, "x", 50)
+	for _, c := range []struct {
+		name     string
+		max      bson.Raw // the range is [MinKey, max)
+		maxBytes int64
+		docs     int64
+		size     int64
+		split    bool
+	}{
+		{"all, fits", hi, total, 100, total, false},
+		{"half, fits: the collection's totals", half, total + 1, 100, total, false},
+		{"half, measured", half, 0, 50, sumInts(sizes[:50]), false},
+		{"all, larger than the maximum", hi, total - 1, 100, total, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res := splitVector(t, x, "db.small", SplitSpec{Key: keyX, Min: lo, Max: c.max, MaxChunkBytes: c.maxBytes})
+			if res.NumDocs != c.docs || res.DataSize != c.size || (len(res.SplitKeys) > 0) != c.split {
+				t.Fatalf("docs %d size %d split keys %d, want docs %d size %d split %v", res.NumDocs, res.DataSize, len(res.SplitKeys), c.docs, c.size, c.split)
+			}
+		})
+	}
+}
+
+func sumInts(xs []int64) int64 {
+	n := int64(0)
+	for _, x := range xs {
+		n += x
+	}
+	return n
+}
