@@ -123,6 +123,9 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
+// streamWorkers is the size of the gRPC server's pool of call goroutines.
+const streamWorkers = 32
+
 // NewGRPCServer returns a gRPC server with the Shard, Replication and health
 // services registered and the dispatch interceptors installed. extra
 // options are appended (tests use none).
@@ -132,6 +135,14 @@ func (s *Server) NewGRPCServer(extra ...grpc.ServerOption) *grpc.Server {
 		grpc.ChainStreamInterceptor(s.dispatchStream),
 		grpc.MaxRecvMsgSize(MaxMessageSize),
 		grpc.MaxSendMsgSize(MaxMessageSize),
+		// Calls run on a pool of goroutines instead of a new one each:
+		// a new goroutine grows its stack through the handler's depth
+		// (gRPC, interceptors, executor, Pebble) on every call, which a
+		// profile under a read workload showed at 8% of a shard's CPU.
+		// Streams that outlast a call (oplog tailing) take a worker for
+		// their lifetime; when all are busy gRPC starts a goroutine as
+		// before, so the pool never makes a call wait.
+		grpc.NumStreamWorkers(streamWorkers),
 	}, extra...)
 	g := grpc.NewServer(opts...)
 	shardpb.RegisterShardServer(g, s)
