@@ -52,7 +52,9 @@ type SplitOutcome struct {
 	// Chunks are the chunks the split produced, in key order; nil when
 	// the chunk was not split.
 	Chunks []catalog.Chunk
-	// DataSize and NumDocs measure the chunk before the split.
+	// DataSize and NumDocs measure the chunk before the split; when the
+	// shard's whole collection is within the maximum they are its totals
+	// on that shard instead (an upper bound: the chunk is not read).
 	DataSize, NumDocs int64
 	// Jumbo: the chunk is larger than the maximum but all of its
 	// documents share one shard-key value, so it cannot be split.

@@ -211,7 +211,9 @@ func TestSplitCommand(t *testing.T) {
 
 	// SplitIfNeeded: the chunk [25, 50) (25 documents) under a maximum of
 	// about 10 documents is cut into pieces of about 5; above its size it
-	// is left alone.
+	// is left alone (and when the shard's whole collection is within the
+	// maximum, the shard answers with the collection's totals there, an
+	// upper bound of the chunk's, without reading the chunk).
 	rt, err := b.Routing()
 	if err != nil {
 		t.Fatal(err)
@@ -222,7 +224,7 @@ func TestSplitCommand(t *testing.T) {
 	}
 	docSize := int64(len(mustMarshal(t, docs[0])))
 	out, err := SplitIfNeeded(ctx, b, "app.r", chunk, 100*docSize)
-	if err != nil || out.Chunks != nil || out.NumDocs != 25 || out.DataSize != 25*docSize {
+	if err != nil || out.Chunks != nil || out.NumDocs < 25 || out.DataSize < 25*docSize {
 		t.Fatalf("SplitIfNeeded under the maximum: %+v %v", out, err)
 	}
 	out, err = SplitIfNeeded(ctx, b, "app.r", chunk, 10*docSize)
