@@ -28,6 +28,16 @@ import (
 // a 16 MiB batch plus framing, or 48 MiB of documents to insert.
 const MaxMessageSize = 64 << 20
 
+// StreamWindow and ConnWindow are the gRPC flow-control windows of every
+// connection between PSDB processes, per stream and per connection, on
+// both sides (shardd's server uses the same values). Setting them fixes
+// the windows instead of letting gRPC probe the link with pings; on
+// loopback and LAN links these sizes keep the largest batches flowing.
+const (
+	StreamWindow = 8 << 20
+	ConnWindow   = 32 << 20
+)
+
 // Client talks to one shardd. It is safe for concurrent use; gRPC
 // multiplexes the calls on one connection.
 type Client struct {
@@ -59,6 +69,12 @@ func DialOptions() []grpc.DialOption {
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
 		grpc.WithChainUnaryInterceptor(attachShardVersion), // version.go
+		// Fixed flow-control windows, as on the server (StreamWindow):
+		// they turn off gRPC's bandwidth-delay estimation, whose pings
+		// (and the acks and window updates around them) cost a write and
+		// a wake-up on both sides for every few small messages.
+		grpc.WithInitialWindowSize(StreamWindow),
+		grpc.WithInitialConnWindowSize(ConnWindow),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 			MinConnectTimeout: time.Second,

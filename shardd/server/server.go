@@ -34,6 +34,7 @@ import (
 	"github.com/psdb/psdb/pkg/logging"
 	"github.com/psdb/psdb/pkg/mongoerr"
 	"github.com/psdb/psdb/pkg/rpcerr"
+	"github.com/psdb/psdb/pkg/shardclient"
 	"github.com/psdb/psdb/proto/shardpb"
 	"github.com/psdb/psdb/shardd/executor"
 	"github.com/psdb/psdb/shardd/storage"
@@ -143,6 +144,10 @@ func (s *Server) NewGRPCServer(extra ...grpc.ServerOption) *grpc.Server {
 		// their lifetime; when all are busy gRPC starts a goroutine as
 		// before, so the pool never makes a call wait.
 		grpc.NumStreamWorkers(streamWorkers),
+		// Fixed windows, the clients' (shardclient.StreamWindow): no
+		// bandwidth-probing pings on every few messages.
+		grpc.InitialWindowSize(shardclient.StreamWindow),
+		grpc.InitialConnWindowSize(shardclient.ConnWindow),
 	}, extra...)
 	g := grpc.NewServer(opts...)
 	shardpb.RegisterShardServer(g, s)
