@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/psdb/psdb/integration/harness"
@@ -148,6 +149,31 @@ func TestBench(t *testing.T) {
 		}
 	}
 	checkSVG(t, filepath.Join(dir, "peak.svg"))
+
+	// The messaging floor: a ping step and an empty-find step, 2 s each.
+	floorPath := filepath.Join(dir, "floor.json")
+	out, _ = run("bench", "floor", "--uri", uri, "--threads", "2", "--duration", "2s", "--out", floorPath)
+	t.Logf("floor:\n%s", out)
+	raw, err = os.ReadFile(floorPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var floor bench.FloorReport
+	if err := json.Unmarshal(raw, &floor); err != nil {
+		t.Fatal(err)
+	}
+	if floor.Command != "floor" || len(floor.Steps) != 2 || floor.Steps[0].Name != bench.FloorPing || floor.Steps[1].Name != bench.FloorEmptyFind {
+		t.Fatalf("floor report: %s", raw)
+	}
+	for _, st := range floor.Steps {
+		if st.Ops <= 0 || st.OpsPerSec <= 0 || st.Errors != 0 || len(st.ErrorCodes) != 0 {
+			t.Errorf("floor step %s: %+v", st.Name, st)
+		}
+	}
+	names, err := rc.clients[0].Database(bench.FloorDB).ListCollectionNames(t.Context(), bson.D{{Key: "name", Value: bench.FloorColl}})
+	if err != nil || len(names) != 0 {
+		t.Errorf("after the floor, %s.%s: %v %v; want it dropped", bench.FloorDB, bench.FloorColl, names, err)
+	}
 }
 
 // checkSVG fails the test unless path is well-formed XML with an svg root

@@ -139,11 +139,12 @@ func newBenchCmd() *cobra.Command {
   psdb bench run --load --workload c ...            # both, in one command
   psdb bench peak --workload c --max-threads 256    # double threads until p99 passes a bound
   psdb bench scenario scale-out --cluster c.yaml    # add shards 1 to 4 under load
+  psdb bench floor --threads 8 --duration 10s       # the messaging ceiling: ping, empty find
 
 Results: a live progress line on stderr, a summary on stdout, --out results.json
 and --chart chart.svg. See docs/design/bench.md.`,
 	}
-	c.AddCommand(newBenchRunCmd(), newBenchLoadCmd(), newBenchPeakCmd(), newBenchScenarioCmd())
+	c.AddCommand(newBenchRunCmd(), newBenchLoadCmd(), newBenchPeakCmd(), newBenchScenarioCmd(), newBenchFloorCmd())
 	return c
 }
 
@@ -274,6 +275,62 @@ func newBenchPeakCmd() *cobra.Command {
 	fl.IntVar(&maxTh, "max-threads", 256, "largest thread count tried")
 	fl.DurationVar(&step, "step-duration", 10*time.Second, "length of each step")
 	fl.DurationVar(&bound, "p99-bound", 50*time.Millisecond, "stop after the first step whose p99 latency exceeds this")
+	return c
+}
+
+// newBenchFloorCmd is `psdb bench floor`: the ceiling that router and
+// shard messaging alone allow on this machine, against which a workload's
+// throughput is read.
+func newBenchFloorCmd() *cobra.Command {
+	var f benchFlags
+	c := &cobra.Command{
+		Use:   "floor [--uri URI | --cluster cluster.yaml] [--threads 8] [--duration 10s] [--out floor.json]",
+		Short: "Measure the messaging ceiling with no document work: ping (router only) and a find on an empty collection (router and shard)",
+		Long: `floor runs two steps of --duration each, --threads synchronous workers on one
+client: ping (db.runCommand({ping: 1}) on database bench, which the router
+answers alone) and emptyFind (findOne by a random _id on bench.floor_empty,
+an empty unsharded collection created for the step and dropped after it:
+router, then the database's primary shard, which reads nothing). A
+workload's ops/s divided by emptyFind's is the share of the messaging
+ceiling it reaches. See docs/design/bench.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg, err := f.config(c)
+			if err != nil {
+				return err
+			}
+			cfg.DB, cfg.Coll = bench.FloorDB, bench.FloorColl
+			ctx, done, cli, err := benchConnect(c, cfg, cfg.Threads)
+			if err != nil {
+				return err
+			}
+			defer done()
+			fc := bench.FloorConfig{URI: cfg.URI, Threads: cfg.Threads, StepDuration: cfg.Duration,
+				Interval: cfg.Interval, OpTimeout: cfg.OpTimeout, Seed: cfg.Seed}
+			rep, err := bench.Floor(ctx, cli, fc, f.progress(c))
+			if rep != nil && len(rep.Steps) > 0 {
+				bench.PrintFloor(c.OutOrStdout(), rep)
+				if serr := f.save(c, rep, "", nil, nil); err == nil {
+					err = serr
+				}
+				if n := rep.Errors(); err == nil && n > 0 {
+					err = &exitError{code: 3, err: fmt.Errorf("%d errors: the floor is not a clean measurement", n)}
+				}
+			}
+			return err
+		},
+	}
+	f.cfg = bench.DefaultConfig()
+	fl := c.Flags()
+	fl.StringVar(&f.cfg.URI, "uri", f.cfg.URI, "MongoDB connection string of the router(s)")
+	fl.StringVar(&f.cluster, "cluster", "", "cluster.yaml of the cluster under test: its routers are the default --uri")
+	fl.IntVar(&f.cfg.Threads, "threads", f.cfg.Threads, "concurrent client threads")
+	fl.DurationVar(&f.duration, "duration", 10*time.Second, "length of each step")
+	fl.DurationVar(&f.interval, "interval", time.Duration(f.cfg.Interval), "progress period")
+	fl.DurationVar(&f.timeout, "op-timeout", time.Duration(f.cfg.OpTimeout), "timeout of one operation")
+	fl.Uint64Var(&f.cfg.Seed, "seed", 0, "random seed of the find keys (0: from the clock)")
+	fl.StringVar(&f.out, "out", "", "write the results as JSON to this file")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no progress line")
 	return c
 }
 

@@ -21,6 +21,7 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"bench", "load", "--records", "0"}, "--records must be at least 1"},
 		{[]string{"bench", "peak", "--threads", "0"}, "--threads must be at least 1"},
 		{[]string{"bench", "run", "--cluster", "does-not-exist.yaml"}, "--cluster"},
+		{[]string{"bench", "floor", "--threads", "0"}, "--threads must be at least 1"},
 	} {
 		var out, errb bytes.Buffer
 		code := Execute(c.args, &out, &errb)
