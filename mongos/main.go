@@ -33,6 +33,7 @@ import (
 	"github.com/psdb/psdb/mongos/server"
 	"github.com/psdb/psdb/pkg/catalog"
 	"github.com/psdb/psdb/pkg/config"
+	"github.com/psdb/psdb/pkg/gcpercent"
 	"github.com/psdb/psdb/pkg/launcher"
 	"github.com/psdb/psdb/pkg/logging"
 	"github.com/psdb/psdb/pkg/opstats"
@@ -50,6 +51,7 @@ var (
 )
 
 func main() {
+	gcpercent.Apply() // pkg/gcpercent: a higher GC target unless GOGC is set
 	if err := newCommand().Execute(); err != nil {
 		var shown shownError
 		if !errors.As(err, &shown) {

@@ -23,10 +23,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/psdb/psdb/pkg/config"
+	"github.com/psdb/psdb/pkg/gcpercent"
 	"github.com/psdb/psdb/shardd/cmd"
 )
 
 func main() {
+	gcpercent.Apply() // pkg/gcpercent: a higher GC target unless GOGC is set
 	if err := newCommand().Execute(); err != nil {
 		var shown cmd.ShownError
 		if !errors.As(err, &shown) {
