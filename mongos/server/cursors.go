@@ -226,6 +226,14 @@ func (c *routerCursor) batch(ctx context.Context, n int) ([]bson.Raw, bool, erro
 
 // killShards closes every shard cursor still open.
 func (c *routerCursor) killShards() {
+	open := false
+	for _, st := range c.streams {
+		open = open || st.id != 0
+		st.buf = nil
+	}
+	if !open {
+		return // the common case, a single batch: no call, and no timer to set
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, st := range c.streams {
