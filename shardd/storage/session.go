@@ -230,7 +230,9 @@ func (t *txn) lookupStmt(s Statement) (*StmtRecord, error) {
 		return rec, err
 	}
 	if newest != 0 && newest < s.TxnNumber {
-		if err := t.dropTxnsBefore(s.LSID, s.TxnNumber); err != nil {
+		// newest was just read from this batch: drop its records without
+		// reading it again (dropTxnsBefore would).
+		if err := t.dropTxn(s.LSID, newest); err != nil {
 			return nil, err
 		}
 	}
@@ -253,7 +255,12 @@ func (t *txn) dropTxnsBefore(lsid []byte, txn int64) error {
 	if newest == 0 || newest >= txn {
 		return nil
 	}
-	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: txnPrefix(lsid, newest), UpperBound: txnPrefix(lsid, newest+1)})
+	return t.dropTxn(lsid, newest)
+}
+
+// dropTxn stages the removal of the records of lsid's txnNumber txn.
+func (t *txn) dropTxn(lsid []byte, txn int64) error {
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: txnPrefix(lsid, txn), UpperBound: txnPrefix(lsid, txn+1)})
 	if err != nil {
 		return fmt.Errorf("drop old session records: %w", err)
 	}
