@@ -2,7 +2,9 @@ package executor
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 
@@ -240,5 +242,68 @@ func TestFindAndModifyRules(t *testing.T) {
 	_, err = x.FindAndModify(ctx, ns, FindAndModifySpec{})
 	if !mongoerr.HasCode(err, mongoerr.FailedToParse) {
 		t.Fatalf("neither update nor remove: %v", err)
+	}
+}
+
+// TestWriteByIDEquality covers the writes whose filter is {_id: v}: they
+// skip the scan (idEquality) and must answer exactly as the scan would:
+// numeric equality across types (1 and 1.0, 0 and -0.0), no match for a
+// missing _id (then an upsert), the rest of the filter still applied
+// when it has more fields, and an orphan never written.
+func TestWriteByIDEquality(t *testing.T) {
+	ctx := context.Background()
+	eng := openStore(t)
+	x := New(eng)
+	const ns = "db.ids"
+	load(t, eng, ns, 3, func(i int) bson.D { return bson.D{{Key: "_id", Value: int32(i)}, {Key: "n", Value: 0}} })
+	inc := doc(t, bson.D{{Key: "$inc", Value: bson.D{{Key: "n", Value: 1}}}})
+	upd := func(ctx context.Context, filter bson.D, upsert bool) UpdateResult {
+		t.Helper()
+		res, err := x.Update(ctx, ns, UpdateSpec{Filter: doc(t, filter), Update: inc, Upsert: upsert})
+		if err != nil {
+			t.Fatalf("update %v: %v", filter, err)
+		}
+		return res
+	}
+	for _, c := range []struct {
+		filter  bson.D
+		upsert  bool
+		matched int64
+		fast    bool
+	}{
+		{bson.D{{Key: "_id", Value: 1.0}}, false, 1, true},
+		{bson.D{{Key: "_id", Value: int64(2)}}, false, 1, true},
+		{bson.D{{Key: "_id", Value: math.Copysign(0, -1)}}, false, 1, true},
+		{bson.D{{Key: "_id", Value: 7}}, false, 0, true},
+		{bson.D{{Key: "_id", Value: bson.D{{Key: "$eq", Value: 1}}}}, false, 1, false},
+		{bson.D{{Key: "_id", Value: 1}, {Key: "n", Value: 99}}, false, 0, false},
+		{bson.D{{Key: "_id", Value: nil}}, false, 0, false},
+		{bson.D{{Key: "_id", Value: math.NaN()}}, false, 0, false},
+	} {
+		if _, fast := idEquality(doc(t, c.filter)); fast != c.fast {
+			t.Errorf("%v: idEquality %v, want %v", c.filter, fast, c.fast)
+		}
+		if res := upd(ctx, c.filter, c.upsert); res.Matched != c.matched {
+			t.Errorf("%v: matched %d, want %d", c.filter, res.Matched, c.matched)
+		}
+	}
+	if res := upd(ctx, bson.D{{Key: "_id", Value: "new"}}, true); res.Matched != 0 || res.UpsertedID.StringValue() != "new" {
+		t.Fatalf("upsert by _id: %+v", res)
+	}
+	// An orphan (the ownership test rejects it) is neither updated nor
+	// deleted through the fast path.
+	orphans := WithOwnership(ctx, func(d bson.Raw) bool { return d.Lookup("_id").AsInt64() != 2 })
+	if res := upd(orphans, bson.D{{Key: "_id", Value: 2}}, false); res.Matched != 0 {
+		t.Fatalf("orphan updated: %+v", res)
+	}
+	if n, err := x.Delete(orphans, ns, DeleteSpec{Filter: doc(t, bson.D{{Key: "_id", Value: 2}}), Limit: 1}); err != nil || n != 0 {
+		t.Fatalf("orphan deleted: %d %v", n, err)
+	}
+	want := map[int64]int32{0: 1, 1: 2, 2: 1}
+	for id, n := range want {
+		got, ok, err := eng.Get(ns, bson.RawValue{Type: bson.TypeInt64, Value: binary.LittleEndian.AppendUint64(nil, uint64(id))})
+		if err != nil || !ok || got.Lookup("n").Int32() != n {
+			t.Errorf("_id %d: %v %v %v, want n=%d", id, got, ok, err, n)
+		}
 	}
 }

@@ -114,7 +114,7 @@ func (x *Executor) updateOne(ctx context.Context, ns string, id bson.RawValue, f
 	unlock := x.locks.lock(ns, id)
 	defer unlock()
 	doc, ok, err := x.eng.Get(ns, id)
-	if err != nil || !ok {
+	if err != nil || !ok || !owned(ctx, doc) {
 		return false, false, err
 	}
 	ok, pos, err := flt.Evaluate(doc)
@@ -152,7 +152,15 @@ func (x *Executor) insertOne(ctx context.Context, ns string, doc bson.Raw, r *re
 
 // matchingIDs returns the _ids of the documents matching filter in a fresh
 // snapshot (only the first when one is set).
+//
+// A filter that is one equality on _id ({_id: v}, v a plain value) names
+// its only candidate: it is returned without a scan, and the caller's
+// re-read under the document's lock decides (the document may not exist,
+// and the filter and the ownership test are applied there as always).
 func (x *Executor) matchingIDs(ctx context.Context, ns string, filter bson.Raw, one bool) ([]bson.RawValue, error) {
+	if id, ok := idEquality(filter); ok {
+		return []bson.RawValue{id}, nil
+	}
 	spec := FindSpec{Filter: filter, Projection: idOnly}
 	if one {
 		spec.Limit = 1
@@ -175,6 +183,34 @@ func (x *Executor) matchingIDs(ctx context.Context, ns string, filter bson.Raw, 
 		ids = append(ids, id)
 	}
 	return ids, c.Err()
+}
+
+// idEquality returns v when filter is exactly {_id: v} with v a value
+// whose equality is its stored key's (a string, number other than NaN and
+// decimal, ObjectId, boolean, date, timestamp or binary): no operator,
+// document, array, regular expression or null, whose matching differs.
+func idEquality(filter bson.Raw) (bson.RawValue, bool) {
+	elems, err := filter.Elements()
+	if err != nil || len(elems) != 1 || elems[0].Key() != "_id" {
+		return bson.RawValue{}, false
+	}
+	v := elems[0].Value()
+	switch v.Type {
+	case bson.TypeString, bson.TypeInt32, bson.TypeInt64, bson.TypeObjectID, bson.TypeBoolean,
+		bson.TypeDateTime, bson.TypeTimestamp, bson.TypeBinary:
+		return v, true
+	case bson.TypeDouble:
+		f, ok := v.DoubleOK()
+		return v, ok && f == f // NaN is not one key
+	}
+	return bson.RawValue{}, false
+}
+
+// owned applies the ownership test of ctx (ownership.go) to doc: a write
+// never touches an orphan, as a read never returns one.
+func owned(ctx context.Context, doc bson.Raw) bool {
+	owns := ownershipOf(ctx)
+	return owns == nil || owns(doc)
 }
 
 // Delete runs one delete statement and returns how many documents it
@@ -213,7 +249,7 @@ func (x *Executor) deleteOne(ctx context.Context, ns string, id bson.RawValue, f
 	unlock := x.locks.lock(ns, id)
 	defer unlock()
 	doc, ok, err := x.eng.Get(ns, id)
-	if err != nil || !ok {
+	if err != nil || !ok || !owned(ctx, doc) {
 		return false, err
 	}
 	if ok, _, err := flt.Evaluate(doc); err != nil || !ok {
