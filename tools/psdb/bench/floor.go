@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"sort"
 	"text/tabwriter"
 	"time"
 
@@ -199,19 +198,7 @@ func PrintFloor(w io.Writer, r *FloorReport) {
 	}
 	tw.Flush()
 	for _, s := range r.Steps {
-		if len(s.ErrorCodes) == 0 {
-			continue
-		}
-		codes := make([]string, 0, len(s.ErrorCodes))
-		for c := range s.ErrorCodes {
-			codes = append(codes, c)
-		}
-		sort.Strings(codes)
-		fmt.Fprintf(w, "%s errors by code:", s.Name)
-		for _, c := range codes {
-			fmt.Fprintf(w, " %s=%d", c, s.ErrorCodes[c])
-		}
-		fmt.Fprintln(w)
+		printErrorCodes(w, s.Name+" errors by code:", s.ErrorCodes)
 	}
 	fmt.Fprintf(w, "%d threads, one client: ping is one router round trip, emptyFind one router+shard hop; "+
 		"a workload's ops/s divided by emptyFind's ops/s is the share of the messaging ceiling it reaches\n", r.Config.Threads)

@@ -229,18 +229,7 @@ func PrintSummary(w io.Writer, s Summary) {
 		row("all", s.Ops, s.Errors, s.OpsPerSec, s.Latency)
 	}
 	tw.Flush()
-	if len(s.ErrorCodes) > 0 {
-		codes := make([]string, 0, len(s.ErrorCodes))
-		for c := range s.ErrorCodes {
-			codes = append(codes, c)
-		}
-		sort.Strings(codes)
-		fmt.Fprint(w, "errors by code:")
-		for _, c := range codes {
-			fmt.Fprintf(w, " %s=%d", c, s.ErrorCodes[c])
-		}
-		fmt.Fprintln(w)
-	}
+	printErrorCodes(w, "errors by code:", s.ErrorCodes)
 	sp := s.Shards
 	shards := make([]string, 0, len(sp.Ops))
 	for sh := range sp.Ops {
@@ -257,6 +246,24 @@ func PrintSummary(w io.Writer, s Summary) {
 	}
 	if sp.Broadcast > 0 {
 		fmt.Fprintf(w, " every shard=%d", sp.Broadcast)
+	}
+	fmt.Fprintln(w)
+}
+
+// printErrorCodes writes a line "<title> code=n ..." with the codes in
+// order; nothing when there are none.
+func printErrorCodes(w io.Writer, title string, byCode map[string]int64) {
+	if len(byCode) == 0 {
+		return
+	}
+	codes := make([]string, 0, len(byCode))
+	for c := range byCode {
+		codes = append(codes, c)
+	}
+	sort.Strings(codes)
+	fmt.Fprint(w, title)
+	for _, c := range codes {
+		fmt.Fprintf(w, " %s=%d", c, byCode[c])
 	}
 	fmt.Fprintln(w)
 }
