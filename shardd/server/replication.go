@@ -188,7 +188,8 @@ func (r *Replication) PullOplog(req *shardpb.PullOplogRequest, stream shardpb.Re
 		// none up to cur exists, and waiting for the durable optime to pass
 		// cur cannot miss one (ReadOplog itself reads up to at least cur).
 		cur := r.eng.LastOpTime()
-		entries, err := r.eng.ReadOplog(after, r.opts.MaxBatchEntries)
+		// The stored bytes are the wire form: no decode and re-encode.
+		entries, err := r.eng.ReadOplogRaw(after, r.opts.MaxBatchEntries, r.opts.MaxBatchBytes)
 		if err != nil {
 			return err
 		}
@@ -201,17 +202,11 @@ func (r *Replication) PullOplog(req *shardpb.PullOplogRequest, stream shardpb.Re
 			}
 			continue
 		}
-		batch := &shardpb.OplogBatch{Term: r.eng.Term()}
-		size := 0
-		for _, e := range entries {
-			b := storage.EncodeOplogEntry(e)
-			if len(batch.Entries) > 0 && size+len(b) > r.opts.MaxBatchBytes {
-				break
-			}
-			batch.Entries = append(batch.Entries, b)
-			size += len(b)
-			after = e.OpTime()
+		batch := &shardpb.OplogBatch{Term: r.eng.Term(), Entries: make([][]byte, len(entries))}
+		for i, e := range entries {
+			batch.Entries[i] = e.Data
 		}
+		after = entries[len(entries)-1].OpTime
 		batch.CommitPoint = r.commitPoint()
 		if err := stream.Send(batch); err != nil {
 			return err

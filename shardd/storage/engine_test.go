@@ -664,6 +664,55 @@ func TestReopenKeepsEverything(t *testing.T) {
 	mustValid(t, e, testNS)
 }
 
+// TestReadOplogRaw: the raw read returns exactly the bytes
+// EncodeOplogEntry makes of ReadOplog's entries, with their optimes, and
+// honours the entry limit and the byte bound (which never holds back the
+// first entry).
+func TestReadOplogRaw(t *testing.T) {
+	ctx := context.Background()
+	e := openTest(t, Options{NoSync: true})
+	for i := range 5 {
+		insertOK(t, e, testNS, bson.D{{Key: "_id", Value: i}, {Key: "pad", Value: strings.Repeat("x", 100*(i+1))}})
+	}
+	if _, err := e.Delete(ctx, testNS, rv(t, 0)); err != nil {
+		t.Fatal(err)
+	}
+	dec, err := e.ReadOplog(OpTime{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := e.ReadOplogRaw(OpTime{}, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) != len(dec) {
+		t.Fatalf("raw read %d entries, decoded %d", len(raw), len(dec))
+	}
+	for i := range raw {
+		if raw[i].OpTime != dec[i].OpTime() || !bytes.Equal(raw[i].Data, EncodeOplogEntry(dec[i])) {
+			t.Fatalf("entry %d: raw %s %x, decoded %s", i, raw[i].OpTime, raw[i].Data, dec[i].OpTime())
+		}
+		back, err := DecodeOplogEntry(raw[i].Data)
+		if err != nil || back.OpTime() != dec[i].OpTime() {
+			t.Fatalf("entry %d does not decode: %v", i, err)
+		}
+	}
+	after := raw[1].OpTime
+	if got, err := e.ReadOplogRaw(after, 2, 0); err != nil || len(got) != 2 || got[0].OpTime != raw[2].OpTime {
+		t.Fatalf("limit 2 after %s: %v %v", after, got, err)
+	}
+	bound := len(raw[2].Data) + len(raw[3].Data)
+	if got, err := e.ReadOplogRaw(after, 0, bound); err != nil || len(got) != 2 {
+		t.Fatalf("bound of two entries: %d entries, %v", len(got), err)
+	}
+	if got, err := e.ReadOplogRaw(after, 0, 1); err != nil || len(got) != 1 {
+		t.Fatalf("bound below one entry: %d entries (want the first), %v", len(got), err)
+	}
+	if got, err := e.ReadOplogRaw(raw[len(raw)-1].OpTime, 0, 0); err != nil || len(got) != 0 {
+		t.Fatalf("after the last: %v %v", got, err)
+	}
+}
+
 func TestOplog(t *testing.T) {
 	ctx := context.Background()
 	e := openTest(t, Options{})

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -201,6 +202,54 @@ func (e *Engine) ReadOplog(from OpTime, limit int) ([]OplogEntry, error) {
 			return nil, err
 		}
 		out = append(out, o)
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, fmt.Errorf("read oplog: %w", err)
+	}
+	return out, nil
+}
+
+// RawOplogEntry is an oplog entry as stored: Data is the form
+// EncodeOplogEntry makes and DecodeOplogEntry reads.
+type RawOplogEntry struct {
+	OpTime OpTime
+	Data   []byte
+}
+
+// ReadOplogRaw is ReadOplog without decoding, for a sync source that
+// passes entries on as they are (every stored entry is encodeOplogEntry's
+// bytes; the receiver decodes and checks them). It returns at most limit
+// entries (0: no limit) and stops before the one that would take the
+// total past maxBytes, except the first (0: no byte bound).
+func (e *Engine) ReadOplogRaw(from OpTime, limit, maxBytes int) ([]RawOplogEntry, error) {
+	if err := e.begin(); err != nil {
+		return nil, err
+	}
+	defer e.end()
+	upper := successor(oplogKey(e.LastOpTime()))
+	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: successor(oplogKey(from)), UpperBound: upper})
+	if err != nil {
+		return nil, fmt.Errorf("read oplog: %w", err)
+	}
+	var out []RawOplogEntry
+	size := 0
+	for ok := it.First(); ok && (limit <= 0 || len(out) < limit); ok = it.Next() {
+		k := it.Key()
+		if len(k) != 17 || k[0] != prefixOplog {
+			_ = it.Close()
+			return nil, fmt.Errorf("oplog key %x: %w", k, ErrCorrupt)
+		}
+		t, _ := decodeOpTime(k[1:])
+		v, err := it.ValueAndErr()
+		if err != nil {
+			_ = it.Close()
+			return nil, fmt.Errorf("read oplog entry %s: %w", t, err)
+		}
+		if len(out) > 0 && maxBytes > 0 && size+len(v) > maxBytes {
+			break
+		}
+		out = append(out, RawOplogEntry{OpTime: t, Data: bytes.Clone(v)})
+		size += len(v)
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return nil, fmt.Errorf("read oplog: %w", err)
