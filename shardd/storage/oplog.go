@@ -185,26 +185,15 @@ func (e *Engine) SetTerm(ctx context.Context, term uint64) error {
 // after from, in order, never past LastOpTime: an entry is readable only
 // once it and everything before it are durable.
 func (e *Engine) ReadOplog(from OpTime, limit int) ([]OplogEntry, error) {
-	if err := e.begin(); err != nil {
+	raw, err := e.ReadOplogRaw(from, limit, 0)
+	if err != nil {
 		return nil, err
 	}
-	defer e.end()
-	upper := successor(oplogKey(e.LastOpTime()))
-	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: successor(oplogKey(from)), UpperBound: upper})
-	if err != nil {
-		return nil, fmt.Errorf("read oplog: %w", err)
-	}
-	var out []OplogEntry
-	for ok := it.First(); ok && (limit <= 0 || len(out) < limit); ok = it.Next() {
-		o, err := decodeOplogEntry(it.Key(), it.Value())
-		if err != nil {
-			_ = it.Close()
+	out := make([]OplogEntry, len(raw))
+	for i, r := range raw {
+		if out[i], err = decodeOplogEntry(oplogKey(r.OpTime), r.Data); err != nil {
 			return nil, err
 		}
-		out = append(out, o)
-	}
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		return nil, fmt.Errorf("read oplog: %w", err)
 	}
 	return out, nil
 }
@@ -216,7 +205,8 @@ type RawOplogEntry struct {
 	Data   []byte
 }
 
-// ReadOplogRaw is ReadOplog without decoding, for a sync source that
+// ReadOplogRaw is ReadOplog without decoding (and what ReadOplog reads
+// through), for a sync source that
 // passes entries on as they are (every stored entry is encodeOplogEntry's
 // bytes; the receiver decodes and checks them). It returns at most limit
 // entries (0: no limit) and stops before the one that would take the
