@@ -57,7 +57,8 @@ gobench:
 
 # bench runs issue 9's benchmark with psdb bench against the cluster of
 # $(CLUSTER) (the `make run` cluster: 2 shards x 3 members): it starts the
-# cluster in the background (nodes already running are adopted), loads
+# cluster in the background (nodes already running are adopted), measures
+# the machine's messaging floor (psdb bench floor, 10 s per step), loads
 # BENCH_RECORDS records of 1 KB into bench.usertable sharded hashed on _id,
 # runs workloads C, B and A (uniform keys, w:majority, BENCH_THREADS
 # threads, BENCH_DURATION each), then a peak-load search on C, and writes
@@ -72,6 +73,7 @@ BENCH_COMMON    = --cluster $(CLUSTER) --records $(BENCH_RECORDS) --doc-size 100
 bench: build
 	$(BIN)/psdb cluster up -f $(CLUSTER) --detach
 	@mkdir -p $(BENCH_OUT)
+	$(BIN)/psdb bench floor --cluster $(CLUSTER) --threads $(BENCH_THREADS) --duration 10s --out $(BENCH_OUT)/floor.json
 	$(BIN)/psdb bench load $(BENCH_COMMON) --threads $(BENCH_THREADS) --shard --drop --out $(BENCH_OUT)/load.json
 	@for w in c b a; do \
 		echo "$(BIN)/psdb bench run --workload $$w ..."; \
