@@ -190,7 +190,7 @@ func (s *Snapshot) ScanIndex(ns, indexName string, lo, hi []byte, reverse bool) 
 		// all of them.
 		it, err := s.newIter(nil, len(p), false, reverse)
 		if it != nil {
-			it.coll, it.point = c.id, lower
+			it.point = lower
 		}
 		return it, err
 	}
