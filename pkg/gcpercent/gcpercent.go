@@ -15,18 +15,14 @@ package gcpercent
 import (
 	"os"
 	"runtime/debug"
-	"strconv"
 )
 
 // Server is the GC target of the servers when GOGC is not set.
 const Server = 400
 
-// Apply sets the GC target to Server unless the environment sets GOGC. It
-// returns the target in effect: Server, or the environment's (as text).
-func Apply() string {
-	if v, ok := os.LookupEnv("GOGC"); ok {
-		return v
+// Apply sets the GC target to Server unless the environment sets GOGC.
+func Apply() {
+	if _, ok := os.LookupEnv("GOGC"); !ok {
+		debug.SetGCPercent(Server)
 	}
-	debug.SetGCPercent(Server)
-	return strconv.Itoa(Server)
 }

@@ -11,9 +11,7 @@ func TestApply(t *testing.T) {
 	defer debug.SetGCPercent(prev)
 
 	t.Setenv("GOGC", "250")
-	if got := Apply(); got != "250" {
-		t.Fatalf("with GOGC=250: Apply() = %q", got)
-	}
+	Apply()
 	if got := debug.SetGCPercent(100); got != 100 {
 		t.Fatalf("Apply changed the target to %d although GOGC was set", got)
 	}
@@ -26,9 +24,7 @@ func TestApplyDefault(t *testing.T) {
 	// for this test's duration.
 	t.Setenv("GOGC", "")
 	unsetenv(t, "GOGC")
-	if got := Apply(); got != "400" {
-		t.Fatalf("without GOGC: Apply() = %q", got)
-	}
+	Apply()
 	if got := debug.SetGCPercent(100); got != Server {
 		t.Fatalf("target after Apply: %d, want %d", got, Server)
 	}
