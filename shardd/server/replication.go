@@ -186,7 +186,7 @@ func (r *Replication) PullOplog(req *shardpb.PullOplogRequest, stream shardpb.Re
 	for {
 		// cur is read before the entries: if none is found after `after`,
 		// none up to cur exists, and waiting for the durable optime to pass
-		// cur cannot miss one (ReadOplog itself reads up to at least cur).
+		// cur cannot miss one (ReadOplogRaw itself reads up to at least cur).
 		cur := r.eng.LastOpTime()
 		// The stored bytes are the wire form: no decode and re-encode.
 		entries, err := r.eng.ReadOplogRaw(after, r.opts.MaxBatchEntries, r.opts.MaxBatchBytes)

@@ -205,12 +205,12 @@ type RawOplogEntry struct {
 	Data   []byte
 }
 
-// ReadOplogRaw is ReadOplog without decoding (and what ReadOplog reads
-// through), for a sync source that
-// passes entries on as they are (every stored entry is encodeOplogEntry's
-// bytes; the receiver decodes and checks them). It returns at most limit
-// entries (0: no limit) and stops before the one that would take the
-// total past maxBytes, except the first (0: no byte bound).
+// ReadOplogRaw is ReadOplog without decoding (ReadOplog reads through
+// it), for a sync source that passes entries on as they are: every stored
+// entry is encodeOplogEntry's bytes, and the receiver decodes and checks
+// them. It returns at most limit entries (0: no limit) and stops before
+// the one that would take the total past maxBytes, except the first (0:
+// no byte bound).
 func (e *Engine) ReadOplogRaw(from OpTime, limit, maxBytes int) ([]RawOplogEntry, error) {
 	if err := e.begin(); err != nil {
 		return nil, err
